@@ -1,0 +1,28 @@
+"""Test set-up: 8 host CPU devices (set before JAX is imported) and the shared corpora."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+from tests.helpers import shared_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """Path of ``../shared`` (tests that need real data skip when it is absent)."""
+    path = shared_dir()
+    if path is None:
+        pytest.skip("../shared is not available")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugins_loaded():
+    from framework import discovery
+
+    discovery.load_plugins()
