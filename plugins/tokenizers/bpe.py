@@ -1,0 +1,445 @@
+"""Byte-level BPE: a fast trainer and the ``bpe`` tokenizer plugin (tiktoken-compatible).
+
+Training (:func:`train_merges`):
+
+* Texts are pre-split with a regex (GPT-4 pattern by default, in the spelling that splits the same
+  under Python ``regex``, tiktoken and Hugging Face; ``gpt2`` and ``none`` = no splitting are the
+  other presets) and identical chunks are counted once, weighted by their frequency.
+* Merges never cross chunk boundaries. Each merge takes the most frequent adjacent pair.
+* **Tie rule**: highest count, then the smallest ``(left_id, right_id)`` in raw token ids, where ids
+  0..255 are the byte values and merge ``k`` creates id ``256 + k`` (the rule rustbpe uses).
+  ``bpe_reference.train_reference`` is the textbook version; the tests prove both agree.
+* Incremental: pair counts and a pair → chunks index are updated only around the places a merge
+  touches; a max-heap with lazy deletion picks the next pair (a popped entry whose count went
+  stale is pushed back with its current count — counts of existing pairs only ever go down).
+
+The plugin (:class:`BPETokenizer`, registered as ``tokenizers.bpe``) keeps its vocabulary as
+tiktoken ranks (``bytes -> id``); special tokens come after the ranks (``<|endoftext|>`` first).
+Encoding uses ``tiktoken.Encoding`` built from those ranks (tiktoken's semantics, its Rust speed,
+threads for batches); every vocabulary is validated before tiktoken sees it.
+On disk: ``bpe.tiktoken`` (tiktoken's rank-file format) + ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import regex
+
+from framework.errors import ConfigError, InputError
+from framework.registry import TOKENIZERS
+from plugins.tokenizers import rankfile
+from plugins.tokenizers.rankfile import ENDOFTEXT, Ranks
+
+TIE_RULE = "count desc, then (left_id, right_id) asc in raw byte ids"
+RANK_FILE = "bpe.tiktoken"
+SpecialSet = Literal["all"] | Collection[str]
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+def count_chunks(
+    texts: Iterable[str], pattern: str | None, counts: Counter[bytes] | None = None
+) -> Counter[bytes]:
+    """Frequency of each pre-split chunk (UTF-8 bytes). ``pattern=None`` keeps each text whole."""
+    counts = Counter() if counts is None else counts
+    findall = regex.compile(pattern).findall if pattern else None
+    for text in texts:
+        if findall is None:
+            if text:
+                counts[text.encode("utf-8", errors="surrogatepass")] += 1
+            continue
+        local: Counter[str] = Counter(findall(text))
+        for piece, n in local.items():
+            counts[piece.encode("utf-8", errors="surrogatepass")] += n
+    return counts
+
+
+def train_merges(
+    chunk_counts: Mapping[bytes, int],
+    num_merges: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[tuple[int, int]]:
+    """The merges (``k``-th creates id ``256 + k``) for chunk frequencies; see the module doc.
+
+    ``progress(n)`` is called with the number of merges done since the last call. Stops early when
+    no pair is left (every chunk is a single token).
+    """
+    words: list[list[int]] = []
+    freqs: list[int] = []
+    for chunk, n in chunk_counts.items():
+        if len(chunk) >= 2 and n > 0:
+            words.append(list(chunk))
+            freqs.append(n)
+
+    pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
+    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+    for index, (word, f) in enumerate(zip(words, freqs, strict=True)):
+        for pair in zip(word, word[1:], strict=False):
+            pair_counts[pair] += f
+            where[pair].add(index)
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[tuple[int, int]] = []
+    pending = 0
+    while len(merges) < num_merges and heap:
+        neg, pair = heapq.heappop(heap)
+        current = pair_counts.get(pair, 0)
+        if current != -neg:  # stale entry: requeue with its (lower) current count
+            if current > 0:
+                heapq.heappush(heap, (-current, pair))
+            continue
+        new_id = 256 + len(merges)
+        merges.append(pair)
+        created = _apply_merge(pair, new_id, words, freqs, pair_counts, where)
+        del pair_counts[pair]
+        for new_pair in created:
+            count = pair_counts[new_pair]
+            if count > 0:
+                heapq.heappush(heap, (-count, new_pair))
+        pending += 1
+        if progress is not None and pending >= 64:
+            progress(pending)
+            pending = 0
+    if progress is not None and pending:
+        progress(pending)
+    return merges
+
+
+def _apply_merge(
+    pair: tuple[int, int],
+    new_id: int,
+    words: list[list[int]],
+    freqs: list[int],
+    pair_counts: defaultdict[tuple[int, int], int],
+    where: defaultdict[tuple[int, int], set[int]],
+) -> set[tuple[int, int]]:
+    """Replace ``pair`` by ``new_id`` in every chunk that has it; update counts around each change.
+
+    Only the pairs that overlap a replaced occurrence change: in the old chunk the pairs at
+    positions ``i-1, i, i+1`` of an occurrence at ``i``; in the new chunk the two pairs around the
+    new token. Returns the pairs created (all contain ``new_id``).
+    """
+    a, b = pair
+    created: set[tuple[int, int]] = set()
+    for index in where.pop(pair, ()):
+        word = words[index]
+        n = len(word)
+        starts = []
+        i = 0
+        while i < n - 1:
+            if word[i] == a and word[i + 1] == b:
+                starts.append(i)
+                i += 2
+            else:
+                i += 1
+        if not starts:  # the index is lazy: this chunk lost the pair in an earlier merge
+            continue
+        f = freqs[index]
+        last = -1
+        for i in starts:
+            for j in (i - 1, i, i + 1):
+                if j > last and 0 <= j < n - 1:
+                    pair_counts[(word[j], word[j + 1])] -= f
+                    last = j
+        new: list[int] = []
+        prev = 0
+        for i in starts:
+            new.extend(word[prev:i])
+            new.append(new_id)
+            prev = i + 2
+        new.extend(word[prev:])
+        m = len(new)
+        last = -1
+        for t, i in enumerate(starts):
+            k = i - t  # where the t-th new token landed
+            for j in (k - 1, k):
+                if j > last and 0 <= j < m - 1:
+                    p = (new[j], new[j + 1])
+                    pair_counts[p] += f
+                    where[p].add(index)
+                    created.add(p)
+                    last = j
+        words[index] = new
+    return created
+
+
+def ranks_from_merges(merges: Sequence[tuple[int, int]]) -> Ranks:
+    """tiktoken ranks: ``{bytes([i]): i}`` then each merge's byte string at ``256 + k``."""
+    token_bytes = [bytes([i]) for i in range(256)]
+    for left, right in merges:
+        token_bytes.append(token_bytes[left] + token_bytes[right])
+    ranks = {token: rank for rank, token in enumerate(token_bytes)}
+    if len(ranks) != len(token_bytes):
+        seen: dict[bytes, int] = {}
+        for rank, token in enumerate(token_bytes):
+            if token in seen:
+                raise ValueError(
+                    f"merge {rank - 256} creates {token!r}, which token {seen[token]} already is; "
+                    "a tiktoken vocabulary cannot hold the same bytes twice"
+                )
+            seen[token] = rank
+    return ranks
+
+
+def special_ids(special_tokens: Sequence[str], first_id: int) -> dict[str, int]:
+    """Special tokens numbered after the ordinary ones, in the given order."""
+    if len(set(special_tokens)) != len(special_tokens):
+        raise ConfigError(f"special tokens repeat: {list(special_tokens)}")
+    return {name: first_id + i for i, name in enumerate(special_tokens)}
+
+
+# -- the plugin ------------------------------------------------------------------------------------
+
+
+@TOKENIZERS.register("bpe")
+class BPETokenizer:
+    """Byte-level BPE with tiktoken semantics; train it, or load tiktoken / GPT-2 vocabularies.
+
+    Args:
+      pattern: split regex or a preset name: ``gpt4`` (default), ``gpt2``, ``none`` (no split),
+        ``r50k``, ``cl100k``, ``o200k``.
+      special_tokens: names, numbered after the ordinary tokens in this order.
+      name: label stored in ``tokenizer.json``.
+      num_threads: threads for :meth:`encode_batch`.
+    """
+
+    kind = "bpe"
+
+    def __init__(
+        self,
+        pattern: str | None = "gpt4",
+        special_tokens: Sequence[str] = (ENDOFTEXT,),
+        name: str = "bpe",
+        num_threads: int = 2,
+    ):
+        self.pattern_name = pattern if pattern in rankfile.PATTERNS else None
+        self.pattern = rankfile.resolve_pattern(pattern)
+        rankfile.check_pattern(self.pattern, f"tokenizers.bpe(pattern={pattern!r})")
+        self.special_names = list(special_tokens)
+        self.name = name
+        self.num_threads = num_threads
+        self._ranks: Ranks | None = None
+        self.special_tokens: dict[str, int] = {}
+        self.merges: list[tuple[int, int]] | None = None
+        self._encoding = None
+        self._token_bytes: list[bytes] | None = None
+
+    # -- building ----------------------------------------------------------------------------------
+    def train(
+        self,
+        texts: Iterable[str],
+        vocab_size: int,
+        progress: Callable[[int], None] | None = None,
+        chunk_counts: Counter[bytes] | None = None,
+    ) -> BPETokenizer:
+        """Learn ``vocab_size - 256`` merges (special tokens are not counted in ``vocab_size``)."""
+        if vocab_size < 256:
+            raise ConfigError(f"VOCAB_SIZE must be >= 256 (256 bytes + merges), got {vocab_size}")
+        split = None if self.pattern == rankfile.NO_SPLIT_PATTERN else self.pattern
+        counts = chunk_counts if chunk_counts is not None else count_chunks(texts, split)
+        merges = train_merges(counts, vocab_size - 256, progress)
+        self.merges = merges
+        self._set_vocab(
+            ranks_from_merges(merges), special_ids(self.special_names, 256 + len(merges))
+        )
+        return self
+
+    def _set_vocab(self, ranks: Ranks, special_tokens: Mapping[str, int], where: str = "") -> None:
+        rankfile.validate_ranks(ranks, special_tokens, where or f"tokenizers.bpe {self.name!r}")
+        self._ranks = dict(ranks)
+        self.special_tokens = dict(special_tokens)
+        self._encoding = None
+        self._token_bytes = None
+
+    @classmethod
+    def from_ranks(
+        cls,
+        ranks: Ranks,
+        special_tokens: Mapping[str, int],
+        pattern: str,
+        name: str = "bpe",
+        where: str = "",
+    ) -> BPETokenizer:
+        tok = cls(pattern=pattern, special_tokens=list(special_tokens), name=name)
+        tok._set_vocab(ranks, special_tokens, where)
+        return tok
+
+    @classmethod
+    def from_tiktoken_file(
+        cls,
+        path: str | os.PathLike,
+        pattern: str | None = None,
+        special_tokens: Mapping[str, int] | None = None,
+    ) -> BPETokenizer:
+        """Any tiktoken rank file (``.tiktoken`` or ``.tiktoken.gz``). OpenAI's r50k/cl100k/o200k
+        are recognised by their SHA-256 and get their own pattern and specials; other files get
+        the GPT-4 pattern and ``<|endoftext|>`` after the last rank unless told otherwise."""
+        ranks, digest = rankfile.read_tiktoken(path)
+        known = rankfile.KNOWN_RANK_FILES.get(digest, {})
+        name = known.get("name", Path(path).name.split(".")[0])
+        pattern = pattern or known.get("pattern", "gpt4")
+        if special_tokens is None:
+            special_tokens = known.get("special_tokens", {ENDOFTEXT: len(ranks)})
+        return cls.from_ranks(ranks, special_tokens, pattern, name=name, where=str(path))
+
+    @classmethod
+    def from_gpt2_files(
+        cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike
+    ) -> BPETokenizer:
+        """GPT-2's ``encoder.json`` + ``vocab.bpe`` (the ``gpt2`` / ``r50k_base`` vocabulary)."""
+        ranks, special = rankfile.read_gpt2_pair(encoder_json, vocab_bpe)
+        return cls.from_ranks(ranks, special, "r50k", name="gpt2", where=str(encoder_json))
+
+    # -- saving ------------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``bpe.tiktoken`` and ``tokenizer.json`` into ``directory``."""
+        ranks = self.ranks
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        rankfile.write_tiktoken(directory / RANK_FILE, ranks)
+        meta = {
+            "kind": self.kind,
+            "name": self.name,
+            "model_file": RANK_FILE,
+            "pattern": self.pattern,
+            "pattern_name": self.pattern_name,
+            "special_tokens": self.special_tokens,
+            "vocab_size": self.vocab_size,
+            "num_ranks": len(ranks),
+            "tie_rule": TIE_RULE,
+        }
+        (directory / "tokenizer.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> BPETokenizer:
+        directory = Path(directory)
+        meta_path = directory / "tokenizer.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{meta_path}: cannot read tokenizer metadata: {error}") from None
+        rank_path = directory / meta.get("model_file", RANK_FILE)
+        ranks, _ = rankfile.read_tiktoken(rank_path)
+        specials = {str(k): int(v) for k, v in (meta.get("special_tokens") or {}).items()}
+        pattern = meta.get("pattern") or rankfile.GPT4_PATTERN
+        rankfile.check_pattern(pattern, str(meta_path))
+        return cls.from_ranks(
+            ranks, specials, pattern, name=meta.get("name", "bpe"), where=str(rank_path)
+        )
+
+    # -- vocabulary --------------------------------------------------------------------------------
+    @property
+    def ranks(self) -> Ranks:
+        if self._ranks is None:
+            raise ConfigError(
+                f"tokenizers.bpe {self.name!r} has no vocabulary yet: train() or load() it first"
+            )
+        return self._ranks
+
+    @property
+    def vocab_size(self) -> int:
+        """All ids, specials included."""
+        return len(self.ranks) + len(self.special_tokens)
+
+    @property
+    def eot_id(self) -> int:
+        if ENDOFTEXT not in self.special_tokens:
+            raise ConfigError(f"tokenizer {self.name!r} has no {ENDOFTEXT} special token")
+        return self.special_tokens[ENDOFTEXT]
+
+    @property
+    def token_bytes(self) -> list[bytes]:
+        """Bytes of every id (specials as their UTF-8 names)."""
+        if self._token_bytes is None:
+            table = [b""] * self.vocab_size
+            for token, rank in self.ranks.items():
+                table[rank] = token
+            for name, sid in self.special_tokens.items():
+                if sid < len(table):
+                    table[sid] = name.encode()
+            self._token_bytes = table
+        return self._token_bytes
+
+    @property
+    def encoding(self):
+        """The ``tiktoken.Encoding`` built from this vocabulary (validated first)."""
+        if self._encoding is None:
+            import tiktoken
+
+            self._encoding = tiktoken.Encoding(
+                name=f"deepdive-{self.name}",
+                pat_str=self.pattern,
+                mergeable_ranks=self.ranks,
+                special_tokens=self.special_tokens,
+            )
+        return self._encoding
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def encode(
+        self,
+        text: str,
+        allowed_special: SpecialSet = frozenset(),
+        disallowed_special: SpecialSet = "all",
+    ) -> list[int]:
+        """tiktoken's semantics: a disallowed special token in the text raises ValueError."""
+        return self.encoding.encode(
+            text, allowed_special=allowed_special, disallowed_special=disallowed_special
+        )
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Special-token names in ``text`` are ordinary text."""
+        return self.encoding.encode_ordinary(text)
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        allowed_special: SpecialSet = frozenset(),
+        disallowed_special: SpecialSet = "all",
+        num_threads: int | None = None,
+    ) -> list[list[int]]:
+        return self.encoding.encode_batch(
+            list(texts),
+            num_threads=num_threads or self.num_threads,
+            allowed_special=allowed_special,
+            disallowed_special=disallowed_special,
+        )
+
+    def encode_ordinary_batch(
+        self, texts: Sequence[str], num_threads: int | None = None
+    ) -> list[list[int]]:
+        return self.encoding.encode_ordinary_batch(
+            list(texts), num_threads=num_threads or self.num_threads
+        )
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        table = self.token_bytes
+        ids = list(ids)
+        try:
+            return b"".join(table[i] for i in ids)
+        except (IndexError, TypeError):
+            bad = next(i for i in ids if not isinstance(i, int) or not 0 <= i < len(table))
+            raise ValueError(f"token id {bad!r} is outside 0..{len(table) - 1}") from None
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """Bytes of the ids as UTF-8; ``errors`` as in ``bytes.decode`` (``replace``, ``strict``,
+        ``surrogateescape``, ``backslashreplace`` ...)."""
+        return self.decode_bytes(list(ids)).decode("utf-8", errors=errors)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "vocab_size": self.vocab_size,
+            "special_tokens": self.special_tokens,
+            "pattern": self.pattern_name or self.pattern,
+        }
