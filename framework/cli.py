@@ -108,8 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, fallback_help) in COMMANDS.items():
+        module = None
         if command_available(name):
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as error:  # noqa: BLE001 - keep the other commands usable
+                fallback_help = f"{fallback_help} [failed to import: {error}]"
+        if module is not None:
             p = sub.add_parser(
                 name,
                 help=module.HELP,
@@ -119,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
             module.add_arguments(p)
             p.set_defaults(_module=module)
         else:
-            p = sub.add_parser(name, help=f"{fallback_help} [not built yet]")
+            marker = "" if "failed to import" in fallback_help else " [not built yet]"
+            p = sub.add_parser(name, help=f"{fallback_help}{marker}")
             p.set_defaults(_module=None)
     return parser
 
@@ -136,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.gin_bindings = bindings
         args.beam_options = beam
         if args._module is None:
+            module_name = COMMANDS[args.command][0]
+            if command_available(args.command):
+                importlib.import_module(module_name)  # re-raise the import error, with traceback
             print(
                 f"deepdive {args.command}: not built yet in this version of deepdive",
                 file=sys.stderr,
@@ -154,11 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def import_command_modules() -> None:
+    """Import every built command module, so their top-level gin configurables are registered."""
+    for name, (module_name, _help) in COMMANDS.items():
+        if command_available(name) and module_name not in sys.modules:
+            try:
+                importlib.import_module(module_name)
+            except Exception as error:  # noqa: BLE001 - one broken command must not block others
+                print(f"warning: command {name!r} failed to import: {error}", file=sys.stderr)
+
+
 def configure(args: argparse.Namespace, check_required: bool = True):
     """Load plugins and parse the gin files and bindings of ``args``; returns ParsedConfig."""
     from framework import config, discovery
 
     discovery.load_plugins(getattr(args, "plugin_module", []), getattr(args, "strict_plugins", False))
+    import_command_modules()
     files = list(getattr(args, "gin_file", []) or [])
     default_file = getattr(args, "_default_gin_file", None)
     if not files and default_file:

@@ -92,10 +92,12 @@ def normalize_binding(binding: str) -> str:
 
 def _explain_gin_error(error: Exception, where: str) -> str:
     text = " ".join(str(error).split())
-    match = re.search(r"No configurable matching '([^']+)'", text)
+    match = re.search(r"No configurable matching (?:reference )?'@?([^'(]+)", text)
     if match:
         wanted = match.group(1)
-        known = registry.all_qualified_names() + sorted(gin.config._REGISTRY.keys())  # noqa: SLF001
+        known = registry.all_qualified_names() + sorted(k for k, _ in gin.config._REGISTRY.items())  # noqa: SLF001
+        line = re.search(r"line (\d+)", text)
+        where = f"{where}:{line.group(1)}" if line else where
         return (
             f"{where}: unknown configurable {wanted!r}: "
             f"{registry.suggest(wanted, known)}(list plugins with `deepdive plugins`)"

@@ -71,5 +71,7 @@ def load_plugins(extra_modules: Iterable[str] = (), strict: bool = False) -> Non
     for module in extra_modules:
         try:
             importlib.import_module(module)
-        except ImportError as error:
-            raise ConfigError(f"--plugin_module {module}: cannot import it ({error})") from error
+        except Exception as error:  # noqa: BLE001 - the user named it: any failure is an error
+            raise ConfigError(
+                f"--plugin_module {module}: cannot import it ({type(error).__name__}: {error})"
+            ) from error
