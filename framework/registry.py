@@ -267,6 +267,7 @@ TOKENIZERS = Registry("tokenizers", Tokenizer)
 MODELS = Registry("models", Model)
 SAMPLERS = Registry("samplers", Sampler)
 LAUNCHERS = Registry("launchers", Launcher)
+DATA = Registry("data")  # training input sources (framework/data.py)
 
 
 def kind(name: str) -> Registry:
