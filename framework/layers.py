@@ -1,0 +1,407 @@
+"""Shared flax NNX building blocks for decoder-only language models.
+
+Model plugins (``plugins/models/*.py``) compose these: embeddings, learned or rotary positions,
+LayerNorm / RMSNorm, GELU and SwiGLU MLPs, and causal self-attention with multi-head or
+grouped-query heads, a causal-mask path (training, scoring) and a KV-cache path (decoding).
+
+Conventions
+-----------
+* Shapes: ``B`` batch, ``T`` new tokens, ``S`` key slots, ``C`` d_model, ``H`` query heads,
+  ``K`` key/value heads, ``D`` head size, ``F`` MLP width, ``V`` vocabulary.
+* Parameters are stored in ``param_dtype`` (fp32) and cast to the compute ``dtype`` at use, so
+  bf16 training keeps fp32 master weights. Norm statistics, softmax, RoPE angles and logits are
+  computed in fp32.
+* Every parameter carries logical axis names (``nnx.Param`` metadata ``out_sharding``), e.g. a
+  QKV kernel is ``("embed", None, "heads", "head_dim")``. ``framework/sharding.py`` maps the
+  logical names to mesh axes (``nnx.get_partition_spec`` under ``nnx.logical_axis_rules``).
+  Logical names used here: ``vocab, embed, heads, kv_heads, head_dim, mlp`` (None = replicated).
+* Parameters are sharded eagerly at creation only when a mesh *and* logical-axis rules are both
+  active (``jax.set_mesh(mesh)`` + ``nnx.logical_axis_rules(rules)``); otherwise they are plain
+  arrays with the annotation kept as metadata, so models build anywhere (tests, ``eval_shape``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.core import meta as flax_meta
+from flax.core import spmd as flax_spmd
+
+Initializer = Callable[..., jax.Array]
+Axes = tuple[str | None, ...]
+
+# ----------------------------------------------------------------------------------------------
+# Parameters
+
+
+def _eager_sharding() -> bool:
+    """Shard at creation only when a mesh and logical-axis rules are both in context."""
+    return flax_meta.get_global_mesh() is not None and bool(flax_spmd.get_logical_axis_rules())
+
+
+def param(
+    rngs: nnx.Rngs,
+    init: Initializer,
+    shape: Sequence[int],
+    axes: Axes,
+    dtype: jnp.dtype = jnp.float32,
+) -> nnx.Param:
+    """A parameter of ``shape`` initialised by ``init``, annotated with logical ``axes``."""
+    if len(axes) != len(shape):
+        raise ValueError(f"parameter of shape {tuple(shape)} given {len(axes)} axis names {axes}")
+    value = init(rngs.params(), tuple(shape), dtype)
+    return nnx.Param(value, out_sharding=tuple(axes), eager_sharding=_eager_sharding())
+
+
+def normal(stddev: float) -> Initializer:
+    return nnx.initializers.normal(stddev=stddev)
+
+
+zeros: Initializer = nnx.initializers.zeros_init()
+ones: Initializer = nnx.initializers.ones_init()
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings and positions
+
+
+class Embed(nnx.Module):
+    """Token embedding table ``[V, C]``; ``attend`` reuses it as a tied output head."""
+
+    def __init__(self, vocab_size: int, d_model: int, *, init: Initializer, dtype, rngs):
+        self.embedding = param(rngs, init, (vocab_size, d_model), ("vocab", "embed"))
+        self.dtype = jnp.dtype(dtype)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        # tokens [B, T] -> [B, T, C]
+        return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        # x [B, T, C] -> logits [B, T, V] in fp32
+        w = self.embedding[...].astype(self.dtype)
+        return jnp.einsum("btc,vc->btv", x, w, preferred_element_type=jnp.float32)
+
+
+class LearnedPositions(nnx.Module):
+    """GPT-2's absolute position table ``[max_seq_len, C]``, added to the token embeddings."""
+
+    def __init__(self, max_seq_len: int, d_model: int, *, init: Initializer, dtype, rngs):
+        self.embedding = param(rngs, init, (max_seq_len, d_model), (None, "embed"))
+        self.dtype = jnp.dtype(dtype)
+
+    def __call__(self, positions: jax.Array) -> jax.Array:
+        # positions [B, T] -> [B, T, C]
+        return jnp.take(self.embedding[...], positions, axis=0).astype(self.dtype)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotary position embedding, "rotate half" layout (as Meta's HF Llama checkpoints use).
+
+    x [B, T, H, D], positions int [B, T]. Dimension ``i < D/2`` pairs with ``i + D/2`` and is
+    rotated by the angle ``position * theta**(-2i/D)``. Angles and products are fp32.
+    """
+    d = x.shape[-1]
+    half = d // 2
+    inv_freq = 1.0 / (theta ** (jnp.arange(half, dtype=jnp.float32) * 2.0 / d))  # [D/2]
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
+    cos = jnp.cos(angles)[:, :, None, :]  # [B, T, 1, D/2]
+    sin = jnp.sin(angles)[:, :, None, :]
+    xf = x.astype(jnp.float32)
+    x1, x2 = xf[..., :half], xf[..., half:]
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+def default_positions(tokens: jax.Array, token_mask: jax.Array | None) -> jax.Array:
+    """Positions that count real tokens only (left padding gets 0): int32 [B, T]."""
+    if token_mask is None:
+        return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    running = jnp.cumsum(token_mask.astype(jnp.int32), axis=1) - 1
+    return jnp.where(token_mask, running, 0).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Norms
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis with scale and (optional) bias; statistics in fp32."""
+
+    def __init__(self, d_model: int, *, eps: float, use_bias: bool = True, dtype, rngs):
+        self.scale = param(rngs, ones, (d_model,), ("embed",))
+        self.bias = param(rngs, zeros, (d_model,), ("embed",)) if use_bias else None
+        self.eps = eps
+        self.dtype = jnp.dtype(dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        centred = xf - mean
+        var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+        y = centred * jax.lax.rsqrt(var + self.eps) * self.scale[...]
+        if self.bias is not None:
+            y = y + self.bias[...]
+        return y.astype(self.dtype)
+
+
+class RMSNorm(nnx.Module):
+    """Root-mean-square norm (no centring, no bias); statistics in fp32."""
+
+    def __init__(self, d_model: int, *, eps: float, dtype, rngs):
+        self.scale = param(rngs, ones, (d_model,), ("embed",))
+        self.eps = eps
+        self.dtype = jnp.dtype(dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        y = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...]).astype(self.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# MLPs
+
+
+class GeluMLP(nnx.Module):
+    """``proj(gelu(fc(x)))``, GELU with the tanh approximation (GPT-2's ``gelu_new``)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        mlp_dim: int,
+        *,
+        use_bias: bool,
+        init: Initializer,
+        out_init: Initializer,
+        dtype,
+        rngs,
+    ):
+        self.fc = param(rngs, init, (d_model, mlp_dim), ("embed", "mlp"))
+        self.fc_bias = param(rngs, zeros, (mlp_dim,), ("mlp",)) if use_bias else None
+        self.proj = param(rngs, out_init, (mlp_dim, d_model), ("mlp", "embed"))
+        self.proj_bias = param(rngs, zeros, (d_model,), ("embed",)) if use_bias else None
+        self.dtype = jnp.dtype(dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dt = self.dtype
+        h = jnp.einsum("btc,cf->btf", x, self.fc[...].astype(dt))  # [B, T, F]
+        if self.fc_bias is not None:
+            h = h + self.fc_bias[...].astype(dt)
+        h = jax.nn.gelu(h, approximate=True)
+        y = jnp.einsum("btf,fc->btc", h, self.proj[...].astype(dt))  # [B, T, C]
+        if self.proj_bias is not None:
+            y = y + self.proj_bias[...].astype(dt)
+        return y
+
+
+class SwiGLU(nnx.Module):
+    """``down(silu(gate(x)) * up(x))`` (Shazeer 2020); gate and up fused into one kernel."""
+
+    def __init__(
+        self, d_model: int, mlp_dim: int, *, init: Initializer, out_init: Initializer, dtype, rngs
+    ):
+        # gate_up[:, 0] is the gate, gate_up[:, 1] the up projection.
+        self.gate_up = param(rngs, init, (d_model, 2, mlp_dim), ("embed", None, "mlp"))
+        self.down = param(rngs, out_init, (mlp_dim, d_model), ("mlp", "embed"))
+        self.dtype = jnp.dtype(dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dt = self.dtype
+        gu = jnp.einsum("btc,cgf->btgf", x, self.gate_up[...].astype(dt))  # [B, T, 2, F]
+        h = jax.nn.silu(gu[:, :, 0]) * gu[:, :, 1]  # [B, T, F]
+        return jnp.einsum("btf,fc->btc", h, self.down[...].astype(dt))  # [B, T, C]
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AttentionContext:
+    """What every layer's attention needs to know about the call, computed once per forward.
+
+    ``mask``: bool [B, 1, T, S] (True = may attend) or None with ``is_causal`` (plain training
+    path, lets the attention kernel build the causal mask itself). ``index``: the cache slot of
+    the first new token when decoding with a cache, else None.
+    """
+
+    mask: jax.Array | None
+    is_causal: bool = dataclasses.field(metadata=dict(static=True))
+    index: jax.Array | None = None
+
+
+def attention_context(
+    batch: int,
+    length: int,
+    token_mask: jax.Array | None,
+    cache_valid: jax.Array | None = None,
+    cache_index: jax.Array | None = None,
+) -> tuple[AttentionContext, jax.Array | None]:
+    """Build the attention mask for a forward pass; returns (context, updated cache valid mask).
+
+    * No cache, no ``token_mask``: plain causal attention over the ``T`` tokens.
+    * No cache, ``token_mask`` [B, T]: causal, and padded keys are masked out.
+    * Cache (``cache_valid`` [B, S], ``cache_index``): the new tokens occupy slots
+      ``[index, index+T)``; a query in slot ``q`` sees valid key slots ``s <= q``.
+
+    A query whose every key is masked (a padding token) attends uniformly instead of producing
+    NaN, because the mask is applied with a large finite negative number; its output is unused.
+    """
+    if cache_valid is None:
+        if token_mask is None:
+            return AttentionContext(mask=None, is_causal=True), None
+        causal = jnp.tril(jnp.ones((length, length), jnp.bool_))  # [T, T]
+        mask = causal[None, None] & token_mask[:, None, None, :].astype(jnp.bool_)
+        return AttentionContext(mask=mask, is_causal=False), None
+
+    new_valid = jnp.ones((batch, length), jnp.bool_) if token_mask is None else token_mask
+    valid = jax.lax.dynamic_update_slice(
+        cache_valid, new_valid.astype(jnp.bool_), (jnp.int32(0), cache_index)
+    )  # [B, S]
+    slots = jnp.arange(cache_valid.shape[1], dtype=jnp.int32)  # [S]
+    query_slots = cache_index + jnp.arange(length, dtype=jnp.int32)  # [T]
+    causal = slots[None, :] <= query_slots[:, None]  # [T, S]
+    mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, T, S]
+    return AttentionContext(mask=mask, is_causal=False, index=cache_index), valid
+
+
+class CausalSelfAttention(nnx.Module):
+    """Multi-head (``num_kv_heads == num_heads``) or grouped-query causal self-attention.
+
+    Multi-head: one fused kernel ``qkv [C, 3, H, D]``. Grouped-query: ``q [C, H, D]`` and a fused
+    ``kv [C, 2, K, D]``; each group of ``H/K`` query heads shares one key/value head. Output
+    projection ``out [H, D, C]``. Optional biases (GPT-2) and rotary positions (Llama).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        *,
+        use_bias: bool,
+        rope_theta: float | None,
+        init: Initializer,
+        out_init: Initializer,
+        dtype,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        num_kv_heads = num_kv_heads or num_heads
+        head_dim = head_dim or d_model // num_heads
+        if num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}"
+            )
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.fused = num_kv_heads == num_heads
+        h, k, d = num_heads, num_kv_heads, head_dim
+        if self.fused:
+            self.qkv = param(rngs, init, (d_model, 3, h, d), ("embed", None, "heads", "head_dim"))
+            self.qkv_bias = (
+                param(rngs, zeros, (3, h, d), (None, "heads", "head_dim")) if use_bias else None
+            )
+        else:
+            self.q = param(rngs, init, (d_model, h, d), ("embed", "heads", "head_dim"))
+            self.kv = param(rngs, init, (d_model, 2, k, d), ("embed", None, "kv_heads", "head_dim"))
+            self.q_bias = param(rngs, zeros, (h, d), ("heads", "head_dim")) if use_bias else None
+            self.kv_bias = (
+                param(rngs, zeros, (2, k, d), (None, "kv_heads", "head_dim")) if use_bias else None
+            )
+        self.out = param(rngs, out_init, (h, d, d_model), ("heads", "head_dim", "embed"))
+        self.out_bias = param(rngs, zeros, (d_model,), ("embed",)) if use_bias else None
+        self.rope_theta = rope_theta
+        self.dtype = jnp.dtype(dtype)
+        self.implementation = implementation
+
+    def _project(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        dt = self.dtype
+        if self.fused:
+            qkv = jnp.einsum("btc,cxhd->btxhd", x, self.qkv[...].astype(dt))  # [B, T, 3, H, D]
+            if self.qkv_bias is not None:
+                qkv = qkv + self.qkv_bias[...].astype(dt)
+            return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q = jnp.einsum("btc,chd->bthd", x, self.q[...].astype(dt))  # [B, T, H, D]
+        kv = jnp.einsum("btc,cxkd->btxkd", x, self.kv[...].astype(dt))  # [B, T, 2, K, D]
+        if self.q_bias is not None:
+            q = q + self.q_bias[...].astype(dt)
+            kv = kv + self.kv_bias[...].astype(dt)
+        return q, kv[:, :, 0], kv[:, :, 1]
+
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        ctx: AttentionContext,
+        kv_cache: tuple[jax.Array, jax.Array] | None = None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """x [B, T, C] -> ([B, T, C], updated (k, v) cache of this layer or None)."""
+        q, k, v = self._project(x)  # q [B, T, H, D], k/v [B, T, K, D]
+        if self.rope_theta is not None:
+            q = apply_rope(q, positions, self.rope_theta)
+            k = apply_rope(k, positions, self.rope_theta)
+        implementation = None
+        if kv_cache is not None:
+            cache_k, cache_v = kv_cache  # [B, S, K, D]
+            start = (jnp.int32(0), ctx.index, jnp.int32(0), jnp.int32(0))
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
+            kv_cache = (cache_k, cache_v)
+            k, v = cache_k.astype(self.dtype), cache_v.astype(self.dtype)
+        elif ctx.is_causal:
+            implementation = self.implementation  # e.g. cuDNN flash attention on GPUs
+        y = jax.nn.dot_product_attention(
+            q,
+            k,
+            v,
+            mask=ctx.mask,
+            is_causal=ctx.is_causal,
+            scale=1.0 / math.sqrt(self.head_dim),
+            implementation=implementation,
+        )  # [B, T, H, D]
+        out = jnp.einsum("bthd,hdc->btc", y, self.out[...].astype(self.dtype))  # [B, T, C]
+        if self.out_bias is not None:
+            out = out + self.out_bias[...].astype(self.dtype)
+        return out, kv_cache
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter accounting
+
+
+def count_params(shapes: dict[str, tuple[int, ...]]) -> int:
+    """Total number of elements of a name -> shape mapping."""
+    return sum(math.prod(s) for s in shapes.values())
+
+
+def param_shapes(module: nnx.Module) -> dict[str, tuple[int, ...]]:
+    """``"path.to.param" -> shape`` of every ``nnx.Param`` of a (possibly abstract) module."""
+    state = nnx.state(module, nnx.Param)
+    return {".".join(str(p) for p in path): tuple(v.shape) for path, v in nnx.to_flat_state(state)}
+
+
+def palm_flops_per_token(
+    non_embedding_params: int, num_layers: int, num_heads: int, head_dim: int, seq_len: int
+) -> int:
+    """Training FLOPs per token, PaLM appendix B / nanoGPT: ``6N + 12·L·H·Q·T``.
+
+    ``6N``: forward multiply-add (2) plus backward (4) per weight. ``12·L·H·Q·T``: the QKᵀ and
+    AV matmuls (forward 4·L·H·Q·T, ×3 with backward), counted non-causal (the masked half too).
+    """
+    return 6 * non_embedding_params + 12 * num_layers * num_heads * head_dim * seq_len
+
+
+def check_positive(plugin: str, **values: int | float) -> None:
+    """Raise ConfigError naming the first non-positive hyper-parameter of ``plugin``."""
+    from framework.errors import ConfigError
+
+    for name, value in values.items():
+        if value is None or value <= 0:
+            raise ConfigError(f"models.{plugin}: {name} must be positive, got {value!r}")

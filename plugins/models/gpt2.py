@@ -1,0 +1,239 @@
+"""``gpt2``: the GPT-2 decoder (Radford et al. 2019), numerically the same as HF ``GPT2LMHeadModel``.
+
+Learned absolute positions, pre-LayerNorm blocks, multi-head attention with biases, a GELU
+(tanh approximation, HF's ``gelu_new``) MLP of width 4·C, a final LayerNorm and an output head
+tied to the token embedding. Hugging Face checkpoints load with ``framework.hf_import``
+(``deepdive convert hf_gpt2``).
+
+    x = wte(tokens) + wpe(positions)                 # [B, T, C]
+    for each block:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))
+    logits = ln_f(x) @ wteᵀ                          # [B, T, V], fp32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from framework import layers
+from framework.kv_cache import KVCache
+from framework.registry import MODELS
+
+
+@MODELS.register("gpt2")
+@dataclasses.dataclass(frozen=True)
+class GPT2Config:
+    """GPT-2 hyper-parameters (defaults: GPT-2 small, 124M parameters).
+
+    ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters are always fp32.
+    ``attention_impl``: None/"xla" (portable), or "cudnn" (flash attention on NVIDIA GPUs, used for
+    the plain causal training path). ``remat``: recompute each block in the backward pass.
+    ``dropout`` applies to the embeddings and to each residual branch (not to attention weights).
+    """
+
+    vocab_size: int = 50257
+    max_seq_len: int = 1024
+    num_layers: int = 12
+    num_heads: int = 12
+    d_model: int = 768
+    mlp_dim: int | None = None  # None: 4 * d_model
+    dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+    init_std: float = 0.02
+    dtype: str = "float32"
+    attention_impl: str | None = None
+    remat: bool = False
+
+    def __post_init__(self):
+        from framework.errors import ConfigError
+
+        layers.check_positive(
+            "gpt2",
+            vocab_size=self.vocab_size,
+            max_seq_len=self.max_seq_len,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            d_model=self.d_model,
+        )
+        if self.d_model % self.num_heads:
+            raise ConfigError(
+                f"models.gpt2: d_model={self.d_model} is not divisible by "
+                f"num_heads={self.num_heads}"
+            )
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(
+                f"models.gpt2: dtype={self.dtype!r}; use 'float32' or 'bfloat16' "
+                "(compute dtype; parameters stay float32)"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"models.gpt2: dropout={self.dropout} must be in [0, 1)")
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.num_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.mlp_dim or 4 * self.d_model
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- the Model protocol ------------------------------------------------------------------
+    def build(self, rngs: nnx.Rngs) -> GPT2:
+        return GPT2(self, rngs=rngs)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; ``non_embedding`` drops the position table (nanoGPT convention).
+
+        The token embedding stays in: it is tied to the output head, which is a matmul.
+        """
+        c, f, v, L = self.d_model, self.hidden_dim, self.vocab_size, self.num_layers
+        per_block = (
+            2 * 2 * c  # ln1, ln2 (scale + bias)
+            + c * 3 * c
+            + 3 * c  # qkv kernel + bias
+            + c * c
+            + c  # out kernel + bias
+            + c * f
+            + f
+            + f * c
+            + c  # mlp fc, proj (+ biases)
+        )
+        total = v * c + self.max_seq_len * c + L * per_block + 2 * c  # + ln_f
+        return total - self.max_seq_len * c if non_embedding else total
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, PaLM convention ``6N + 12·L·H·Q·T`` (non-causal attention)."""
+        seq_len = seq_len or self.max_seq_len
+        return layers.palm_flops_per_token(
+            self.num_params(non_embedding=True),
+            self.num_layers,
+            self.num_heads,
+            self.head_dim,
+            seq_len,
+        )
+
+
+class Block(nnx.Module):
+    """Pre-LayerNorm transformer block: ``x + attn(ln1(x))`` then ``x + mlp(ln2(x))``."""
+
+    def __init__(self, config: GPT2Config, *, rngs: nnx.Rngs):
+        c = config
+        init = layers.normal(c.init_std)
+        # GPT-2 scales the residual projections by 1/sqrt(2·L) at init.
+        out_init = layers.normal(c.init_std / math.sqrt(2 * c.num_layers))
+        self.ln1 = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
+        self.attn = layers.CausalSelfAttention(
+            c.d_model,
+            c.num_heads,
+            use_bias=True,
+            rope_theta=None,
+            init=init,
+            out_init=out_init,
+            dtype=c.dtype,
+            implementation=c.attention_impl,
+            rngs=rngs,
+        )
+        self.ln2 = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
+        self.mlp = layers.GeluMLP(
+            c.d_model,
+            c.hidden_dim,
+            use_bias=True,
+            init=init,
+            out_init=out_init,
+            dtype=c.dtype,
+            rngs=rngs,
+        )
+        self.dropout = nnx.Dropout(c.dropout, rngs=rngs) if c.dropout > 0 else None
+
+    def _drop(self, x: jax.Array) -> jax.Array:
+        return x if self.dropout is None else self.dropout(x)
+
+    def __call__(self, x, positions, ctx, kv=None):
+        a, kv = self.attn(self.ln1(x), positions, ctx, kv)
+        x = x + self._drop(a)
+        x = x + self._drop(self.mlp(self.ln2(x)))
+        return x, kv
+
+
+class GPT2(nnx.Module):
+    """The GPT-2 language model; call contract in ``framework/kv_cache.py`` / preamble §4."""
+
+    def __init__(self, config: GPT2Config, *, rngs: nnx.Rngs):
+        c = config
+        self.config = config
+        self.wte = layers.Embed(
+            c.vocab_size, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
+        )
+        self.wpe = layers.LearnedPositions(
+            c.max_seq_len, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
+        )
+        self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
+        self.ln_f = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
+        self.dropout = nnx.Dropout(c.dropout, rngs=rngs) if c.dropout > 0 else None
+
+    def features(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        *,
+        cache: KVCache | None = None,
+        token_mask: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Final hidden states ``[B, T, C]`` (after ``ln_f``) and the updated cache."""
+        batch, length = tokens.shape
+        if cache is None:
+            if positions is None:
+                positions = layers.default_positions(tokens, token_mask)
+            ctx, valid = layers.attention_context(batch, length, token_mask)
+        else:
+            mask = jnp.ones(tokens.shape, jnp.bool_) if token_mask is None else token_mask
+            if positions is None:
+                positions = cache.positions_for(mask)
+            ctx, valid = layers.attention_context(batch, length, mask, cache.valid, cache.index)
+
+        x = self.wte(tokens) + self.wpe(positions)  # [B, T, C]
+        if self.dropout is not None:
+            x = self.dropout(x)
+        new_k, new_v = [], []
+        for i, block in enumerate(self.blocks):
+            kv = None if cache is None else (cache.k[i], cache.v[i])
+            if self.config.remat:
+                x, kv = nnx.remat(Block.__call__)(block, x, positions, ctx, kv)
+            else:
+                x, kv = block(x, positions, ctx, kv)
+            if kv is not None:
+                new_k.append(kv[0])
+                new_v.append(kv[1])
+        x = self.ln_f(x)
+        if cache is not None:
+            cache = cache.replace(
+                k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + length
+            )
+        return x, cache
+
+    def logits(self, x: jax.Array) -> jax.Array:
+        """Hidden states ``[B, T, C]`` -> fp32 logits ``[B, T, V]`` (tied head)."""
+        return self.wte.attend(x)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        *,
+        cache: KVCache | None = None,
+        token_mask: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        x, cache = self.features(tokens, positions, cache=cache, token_mask=token_mask)
+        return self.logits(x), cache

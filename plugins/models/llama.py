@@ -1,0 +1,237 @@
+"""``llama``: the Llama decoder (Touvron et al. 2023), numerically the same as HF ``LlamaForCausalLM``.
+
+Rotary positions (RoPE, "rotate half" layout), RMSNorm before each sub-layer, grouped-query
+attention (``num_kv_heads`` key/value heads shared by groups of query heads), a SwiGLU MLP, no
+biases, and an output head that is untied from the token embedding unless ``tie_embeddings``.
+
+    x = embed(tokens)                                 # [B, T, C]
+    for each block:  x = x + attn(norm1(x), rope);  x = x + swiglu(norm2(x))
+    logits = norm_f(x) @ lm_head                      # [B, T, V], fp32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from framework import layers
+from framework.kv_cache import KVCache
+from framework.registry import MODELS
+
+
+@MODELS.register("llama")
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    """Llama hyper-parameters (defaults: a ~110M model, 12 layers × 768, 4 key/value heads).
+
+    ``num_kv_heads``: None = num_heads (multi-head); 1 = multi-query. ``mlp_dim``: None = Meta's
+    rule, ``multiple_of`` rounded up from 2/3 · 4 · d_model. ``max_seq_len`` is the context the
+    trainer and sampler check against (RoPE itself has no table). ``dtype`` is the compute dtype;
+    parameters are always fp32. ``attention_impl`` and ``remat`` as for ``gpt2``.
+    """
+
+    vocab_size: int = 32000
+    max_seq_len: int = 2048
+    num_layers: int = 12
+    num_heads: int = 12
+    d_model: int = 768
+    num_kv_heads: int | None = 4
+    mlp_dim: int | None = None
+    multiple_of: int = 256
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = False
+    init_std: float = 0.02
+    dtype: str = "float32"
+    attention_impl: str | None = None
+    remat: bool = False
+
+    def __post_init__(self):
+        from framework.errors import ConfigError
+
+        layers.check_positive(
+            "llama",
+            vocab_size=self.vocab_size,
+            max_seq_len=self.max_seq_len,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            d_model=self.d_model,
+            kv_heads=self.kv_heads,
+        )
+        if self.d_model % self.num_heads:
+            raise ConfigError(
+                f"models.llama: d_model={self.d_model} is not divisible by "
+                f"num_heads={self.num_heads}"
+            )
+        if self.num_heads % self.kv_heads:
+            raise ConfigError(
+                f"models.llama: num_heads={self.num_heads} is not a multiple of "
+                f"num_kv_heads={self.kv_heads}"
+            )
+        if self.head_dim % 2:
+            raise ConfigError(f"models.llama: head size {self.head_dim} must be even for RoPE")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(
+                f"models.llama: dtype={self.dtype!r}; use 'float32' or 'bfloat16' "
+                "(compute dtype; parameters stay float32)"
+            )
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        if self.mlp_dim:
+            return self.mlp_dim
+        hidden = int(2 * 4 * self.d_model / 3)
+        return self.multiple_of * math.ceil(hidden / self.multiple_of)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- the Model protocol ------------------------------------------------------------------
+    def build(self, rngs: nnx.Rngs) -> Llama:
+        return Llama(self, rngs=rngs)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count. ``non_embedding`` drops the input embedding table when the head is
+        untied (a lookup, not a matmul); a tied table stays in, as for GPT-2 (nanoGPT convention).
+        """
+        c, f, v, L = self.d_model, self.hidden_dim, self.vocab_size, self.num_layers
+        h, k, d = self.num_heads, self.kv_heads, self.head_dim
+        per_block = 2 * c + c * h * d + c * 2 * k * d + h * d * c + c * 2 * f + f * c
+        head = 0 if self.tie_embeddings else c * v
+        total = v * c + L * per_block + c + head
+        if non_embedding and not self.tie_embeddings:
+            total -= v * c
+        return total
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, PaLM convention ``6N + 12·L·H·Q·T`` (non-causal attention)."""
+        seq_len = seq_len or self.max_seq_len
+        return layers.palm_flops_per_token(
+            self.num_params(non_embedding=True),
+            self.num_layers,
+            self.num_heads,
+            self.head_dim,
+            seq_len,
+        )
+
+
+class Block(nnx.Module):
+    """``x + attn(rms1(x))`` then ``x + swiglu(rms2(x))``."""
+
+    def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
+        c = config
+        init = layers.normal(c.init_std)
+        out_init = layers.normal(c.init_std / math.sqrt(2 * c.num_layers))
+        self.norm1 = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
+        self.attn = layers.CausalSelfAttention(
+            c.d_model,
+            c.num_heads,
+            c.kv_heads,
+            use_bias=False,
+            rope_theta=c.rope_theta,
+            init=init,
+            out_init=out_init,
+            dtype=c.dtype,
+            implementation=c.attention_impl,
+            rngs=rngs,
+        )
+        self.norm2 = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
+        self.mlp = layers.SwiGLU(
+            c.d_model, c.hidden_dim, init=init, out_init=out_init, dtype=c.dtype, rngs=rngs
+        )
+
+    def __call__(self, x, positions, ctx, kv=None):
+        a, kv = self.attn(self.norm1(x), positions, ctx, kv)
+        x = x + a
+        x = x + self.mlp(self.norm2(x))
+        return x, kv
+
+
+class Llama(nnx.Module):
+    """The Llama language model; call contract in ``framework/kv_cache.py`` / preamble §4."""
+
+    def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
+        c = config
+        self.config = config
+        self.embed = layers.Embed(
+            c.vocab_size, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
+        )
+        self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
+        self.norm_f = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
+        self.lm_head = (
+            None
+            if c.tie_embeddings
+            else layers.param(
+                rngs, layers.normal(c.init_std), (c.d_model, c.vocab_size), ("embed", "vocab")
+            )
+        )
+
+    def features(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        *,
+        cache: KVCache | None = None,
+        token_mask: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Final hidden states ``[B, T, C]`` (after ``norm_f``) and the updated cache."""
+        batch, length = tokens.shape
+        if cache is None:
+            if positions is None:
+                positions = layers.default_positions(tokens, token_mask)
+            ctx, valid = layers.attention_context(batch, length, token_mask)
+        else:
+            mask = jnp.ones(tokens.shape, jnp.bool_) if token_mask is None else token_mask
+            if positions is None:
+                positions = cache.positions_for(mask)
+            ctx, valid = layers.attention_context(batch, length, mask, cache.valid, cache.index)
+
+        x = self.embed(tokens)  # [B, T, C]
+        new_k, new_v = [], []
+        for i, block in enumerate(self.blocks):
+            kv = None if cache is None else (cache.k[i], cache.v[i])
+            if self.config.remat:
+                x, kv = nnx.remat(Block.__call__)(block, x, positions, ctx, kv)
+            else:
+                x, kv = block(x, positions, ctx, kv)
+            if kv is not None:
+                new_k.append(kv[0])
+                new_v.append(kv[1])
+        x = self.norm_f(x)
+        if cache is not None:
+            cache = cache.replace(
+                k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + length
+            )
+        return x, cache
+
+    def logits(self, x: jax.Array) -> jax.Array:
+        """Hidden states ``[B, T, C]`` -> fp32 logits ``[B, T, V]``."""
+        if self.lm_head is None:
+            return self.embed.attend(x)
+        w = self.lm_head[...].astype(self.config.dtype)
+        return jnp.einsum("btc,cv->btv", x, w, preferred_element_type=jnp.float32)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        *,
+        cache: KVCache | None = None,
+        token_mask: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        x, cache = self.features(tokens, positions, cache=cache, token_mask=token_mask)
+        return self.logits(x), cache
