@@ -1,0 +1,160 @@
+"""Render a sweep: ``runs/NAME/<run_id>/run.gin`` plus the chosen backend's launch spec per run.
+
+``run.gin`` includes the sweep's base gin files and writes the run's bindings as gin lines (no
+shell quoting anywhere). It sets ``MODEL_DIR`` to the run's own directory, so
+``deepdive validate --gin_file runs/NAME/<id>/run.gin`` and ``deepdive train --gin_file ...`` work
+as they are; backends that write elsewhere (a bucket) pass ``--gin.MODEL_DIR=...`` on top.
+
+Every rendered ``run.gin`` is validated in-process with the same code path as
+``deepdive validate`` (parse, build every plugin, run the command checks). Any problem — a base
+file that does not exist, a binding gin rejects, an accelerator the allow-list does not know, a
+run the backend cannot take — fails the render with a message naming the run and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from framework import config, discovery
+from framework.errors import ConfigError
+from framework.launch import backend as backend_lib
+from framework.launch.sweep import Run, Sweep, save, to_gin
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def include_path(path: Path, root: Path) -> str:
+    """How ``run.gin`` names a base file: relative to experiments/, else to the root, else absolute."""
+    for base in (config.EXPERIMENTS_DIR.resolve(), root.resolve()):
+        try:
+            return str(path.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return str(path.resolve())
+
+
+def resolve_base_files(run: Run, root: Path) -> list[Path]:
+    resolved = []
+    with _cwd(root):
+        for name in run.gin_files:
+            try:
+                resolved.append(config.resolve_gin_file(name))
+            except ConfigError as error:
+                raise ConfigError(f"base {error}") from None
+    return resolved
+
+
+def run_gin_text(sweep: Sweep, run: Run, includes: list[str], model_dir: str) -> str:
+    """The text of ``run.gin``: a header, the includes, fixed then varied bindings, MODEL_DIR."""
+    lines = [
+        f"# Run {run.run_id} of sweep {sweep.name} ({run.index + 1} of {len(sweep.runs)}).",
+        f"# Rendered by `deepdive sweep render {sweep.source}`: edit the sweep file, not this one.",
+        "",
+    ]
+    lines += [f"include '{name}'" for name in includes]
+    fixed = {k: v for k, v in run.bindings.items() if k not in run.varied}
+    if fixed:
+        lines += ["", "# the same in every run of the sweep"]
+        lines += [f"{name} = {to_gin(value)}" for name, value in fixed.items()]
+    if run.varied:
+        lines += ["", "# this run"]
+        lines += [f"{name} = {to_gin(value)}" for name, value in run.varied.items()]
+    if "MODEL_DIR" not in run.bindings:
+        lines += ["", "# the run directory (backends writing to a bucket override it)"]
+        lines += [f"MODEL_DIR = {to_gin(model_dir)}"]
+    return "\n".join(lines) + "\n"
+
+
+def validate_run_gin(run_gin: Path, root: Path) -> dict[str, Any]:
+    """``deepdive validate --gin_file run_gin`` in-process; returns facts the launchers use."""
+    from framework.commands import validate
+
+    discovery.load_plugins()
+    args = argparse.Namespace(
+        gin_file=[str(run_gin)],
+        gin_bindings=[],
+        beam_options=[],
+        plugin_module=[],
+        strict_plugins=False,
+        dry_run=True,
+        _default_gin_file=None,
+    )
+    with _cwd(root):
+        config.parse(args.gin_file, args.gin_bindings)
+        config.build_references()
+        validate.run_command_checks(args)
+        steps = config.query("TRAIN_STEPS")
+    return {"train_steps": steps if isinstance(steps, int) else None}
+
+
+def render(
+    sweep: Sweep,
+    sweep_dir: str | Path | None = None,
+    launcher: Any | None = None,
+    validate: bool = True,
+    source_text: str | None = None,
+) -> Path:
+    """Write the sweep into ``sweep_dir`` (default ``runs/NAME``); returns the sweep directory.
+
+    The current directory is the render root (SkyPilot's workdir, xpk's script dir). Raises
+    ConfigError naming the first failing run (and how many others failed) on any problem.
+    """
+    root = Path.cwd().resolve()
+    sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / sweep.name
+    sweep_dir = sweep_dir.resolve()
+    try:
+        sweep.sweep_dir = str(sweep_dir.relative_to(root))
+    except ValueError:
+        sweep.sweep_dir = str(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    errors: list[tuple[str, str]] = []
+    for run in sweep.runs:
+        try:
+            _render_run(sweep, run, sweep_dir, root, launcher, validate)
+        except (ConfigError, ValueError) as error:
+            errors.append((run.run_id, str(error)))
+    if errors:
+        run_id, message = errors[0]
+        more = ""
+        if len(errors) > 1:
+            more = (
+                f" (and {len(errors) - 1} more failing runs: {', '.join(r for r, _ in errors[1:])})"
+            )
+        raise ConfigError(f"sweep {sweep.name}: run {run_id}: {message}{more}")
+    save(sweep, sweep_dir)
+    if source_text is not None:
+        (sweep_dir / "sweep.toml").write_text(source_text)
+    return sweep_dir
+
+
+def _render_run(
+    sweep: Sweep, run: Run, sweep_dir: Path, root: Path, launcher: Any, validate: bool
+) -> None:
+    run.resources.checked_accelerator()  # the allow-list (already checked when loading)
+    includes = [include_path(p, root) for p in resolve_base_files(run, root)]
+    paths = backend_lib.paths_for(sweep, sweep_dir, run)
+    run_dir = sweep_dir / run.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = str(paths.run_dir)
+    run_gin = run_dir / "run.gin"
+    run_gin.write_text(run_gin_text(sweep, run, includes, model_dir))
+    if validate:
+        facts = validate_run_gin(run_gin, root)
+        run.train_steps = facts["train_steps"]
+    if launcher is not None:
+        launcher.check(sweep, run, paths)
+        for name, text in launcher.render_run(sweep, run, paths).items():
+            (run_dir / name).write_text(text)
