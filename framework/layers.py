@@ -14,7 +14,8 @@ Conventions
 * Every parameter carries logical axis names (``nnx.Param`` metadata ``out_sharding``), e.g. a
   QKV kernel is ``("embed", None, "heads", "head_dim")``. ``framework/sharding.py`` maps the
   logical names to mesh axes (``nnx.get_partition_spec`` under ``nnx.logical_axis_rules``).
-  Logical names used here: ``vocab, embed, heads, kv_heads, head_dim, mlp`` (None = replicated).
+  Logical names used here: ``vocab, embed, heads, kv_heads, head_dim, mlp, norm`` (None =
+  replicated; ``norm`` = norm scales/biases).
 * Parameters are sharded eagerly at creation only when a mesh *and* logical-axis rules are both
   active (``jax.set_mesh(mesh)`` + ``nnx.logical_axis_rules(rules)``); otherwise they are plain
   arrays with the annotation kept as metadata, so models build anywhere (tests, ``eval_shape``).
@@ -40,8 +41,13 @@ Axes = tuple[str | None, ...]
 
 
 def _eager_sharding() -> bool:
-    """Shard at creation only when a mesh and logical-axis rules are both in context."""
-    return flax_meta.get_global_mesh() is not None and bool(flax_spmd.get_logical_axis_rules())
+    """Shard at creation only when eager sharding is on (flax's default) and a mesh and
+    flax logical-axis rules are both in context."""
+    return (
+        nnx.using_eager_sharding()
+        and flax_meta.get_global_mesh() is not None
+        and bool(flax_spmd.get_logical_axis_rules())
+    )
 
 
 def param(
@@ -133,8 +139,8 @@ class LayerNorm(nnx.Module):
     """LayerNorm over the last axis with scale and (optional) bias; statistics in fp32."""
 
     def __init__(self, d_model: int, *, eps: float, use_bias: bool = True, dtype, rngs):
-        self.scale = param(rngs, ones, (d_model,), ("embed",))
-        self.bias = param(rngs, zeros, (d_model,), ("embed",)) if use_bias else None
+        self.scale = param(rngs, ones, (d_model,), ("norm",))
+        self.bias = param(rngs, zeros, (d_model,), ("norm",)) if use_bias else None
         self.eps = eps
         self.dtype = jnp.dtype(dtype)
 
@@ -153,7 +159,7 @@ class RMSNorm(nnx.Module):
     """Root-mean-square norm (no centring, no bias); statistics in fp32."""
 
     def __init__(self, d_model: int, *, eps: float, dtype, rngs):
-        self.scale = param(rngs, ones, (d_model,), ("embed",))
+        self.scale = param(rngs, ones, (d_model,), ("norm",))
         self.eps = eps
         self.dtype = jnp.dtype(dtype)
 
