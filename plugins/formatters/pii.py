@@ -143,13 +143,19 @@ class PIIFormatter:
                 text = _DOTTED_RUN.sub(lambda m: self._replace_run(m.group(0), ips.next), text)
                 if ":" in text:
                     v6 = _Cycle(self.ipv6_replacement)
-                    text = _IPV6.sub(lambda m: self._replace_one(m.group(0), v6.next), text)
+                    text = _IPV6.sub(lambda m: self._replace_ipv6(m.group(0), v6.next), text)
             else:
                 text = IPV4.sub(lambda m: self._replace_one(m.group(0), ips.next), text)
         return text
 
     def _replace_one(self, candidate: str, next_replacement: Callable[[], str]) -> str:
         return next_replacement() if self._wanted(candidate) else candidate
+
+    def _replace_ipv6(self, candidate: str, next_replacement: Callable[[], str]) -> str:
+        # At least three non-empty groups, so C++ scopes ("a::b") and times ("12:30") never count.
+        if sum(1 for g in re.split(r"[:.]", candidate) if g) < 3:
+            return candidate
+        return self._replace_one(candidate, next_replacement)
 
     def _replace_run(self, run: str, next_replacement: Callable[[], str]) -> str:
         """Replace every wanted 4-number window of a dotted run, left to right, without overlap."""
