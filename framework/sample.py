@@ -20,7 +20,6 @@ import jax.numpy as jnp
 
 from framework.errors import ConfigError
 
-
 # ------------------------------------------------------------------------------------------------
 # Sampler chains
 
