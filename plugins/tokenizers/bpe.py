@@ -348,8 +348,9 @@ class BPETokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """All ids, specials included."""
-        return len(self.ranks) + len(self.special_tokens)
+        """Size of the id space: largest id + 1, specials included (tiktoken's ``n_vocab``; equal
+        to the number of tokens unless the specials leave gaps, as cl100k_base's do)."""
+        return max(len(self.ranks) - 1, *self.special_tokens.values()) + 1
 
     @property
     def eot_id(self) -> int:
@@ -358,15 +359,14 @@ class BPETokenizer:
         return self.special_tokens[ENDOFTEXT]
 
     @property
-    def token_bytes(self) -> list[bytes]:
-        """Bytes of every id (specials as their UTF-8 names)."""
+    def token_bytes(self) -> list[bytes | None]:
+        """Bytes of every id (specials as their UTF-8 names; ``None`` for unused ids)."""
         if self._token_bytes is None:
-            table = [b""] * self.vocab_size
+            table: list[bytes | None] = [None] * self.vocab_size
             for token, rank in self.ranks.items():
                 table[rank] = token
             for name, sid in self.special_tokens.items():
-                if sid < len(table):
-                    table[sid] = name.encode()
+                table[sid] = name.encode()
             self._token_bytes = table
         return self._token_bytes
 
@@ -425,10 +425,16 @@ class BPETokenizer:
         table = self.token_bytes
         ids = list(ids)
         try:
-            return b"".join(table[i] for i in ids)
+            if ids and min(ids) < 0:
+                raise IndexError
+            return b"".join([table[i] for i in ids])
         except (IndexError, TypeError):
-            bad = next(i for i in ids if not isinstance(i, int) or not 0 <= i < len(table))
-            raise ValueError(f"token id {bad!r} is outside 0..{len(table) - 1}") from None
+            for i in ids:
+                if not isinstance(i, int) or not 0 <= i < len(table) or table[i] is None:
+                    raise ValueError(
+                        f"token id {i!r} is not in this vocabulary (0..{len(table) - 1})"
+                    ) from None
+            raise
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
         """Bytes of the ids as UTF-8; ``errors`` as in ``bytes.decode`` (``replace``, ``strict``,
