@@ -52,7 +52,7 @@ def _scalar(value: Any) -> str:
     text = str(value)
     plain_ok = (
         text
-        and text[0].isalnum()
+        and (text[0].isalnum() or text[0] == "/")
         and all(c.isalnum() or c in "-_./:" for c in text)
         and ": " not in text
         and text.lower() not in ("true", "false", "yes", "no", "on", "off", "null", "~")

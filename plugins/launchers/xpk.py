@@ -108,7 +108,7 @@ class XpkLauncher:
             f".[{acc.jax_extra}]" if self.install == "." else f"{self.install}[{acc.jax_extra}]"
         )
         editable = "-e " if self.install == "." else ""
-        return f"pip install {editable}{shlex.quote(target)} && {train}"
+        return f'pip install {editable}"{target}" && {train}'
 
     def command(self, sweep: Sweep, run: Run, paths: backend_lib.RunPaths) -> list[str]:
         """The ``xpk workload create`` argument list for ``run``."""
