@@ -1,0 +1,241 @@
+"""Training metrics: metrics.jsonl, TensorBoard events, a PNG plot, a progress bar, and MFU.
+
+MFU follows PaLM Appendix B / nanoGPT (``estimate_mfu``): training FLOPs per token
+``6·N + 12·L·H·Q·T`` (N = non-embedding parameters, attention counted non-causal), against the
+dense bf16 peak of each device (the table below; no sparsity numbers) or, on CPU, a peak
+measured once with a large float32 matmul:
+
+    MFU = tokens_per_s · flops_per_token / (num_devices · peak_per_device)
+
+Only process 0 writes files. ``metrics.jsonl`` has one JSON object per logged step with
+``step, loss, lr, grad_norm, tokens_per_s, mfu`` and, on evaluation steps, ``val_loss, val_bpb``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+# Dense bf16 peak FLOP/s per device, matched against ``jax.Device.device_kind`` (lower case).
+PEAK_FLOPS: list[tuple[str, float]] = [
+    ("tpu v4", 275e12),
+    ("tpu v5 lite", 197e12),
+    ("tpu v5e", 197e12),
+    ("tpu v5p", 459e12),
+    ("tpu v5", 459e12),
+    ("tpu v6 lite", 918e12),
+    ("tpu v6e", 918e12),
+    ("tpu7x", 2307e12),
+    ("h200", 989e12),
+    ("h100 pcie", 756e12),
+    ("h100", 989e12),
+    ("a100", 312e12),
+]
+
+
+def peak_for_kind(device_kind: str) -> float | None:
+    """The table's peak for a device kind (None when unknown)."""
+    kind = device_kind.lower()
+    for key, peak in PEAK_FLOPS:
+        if key in kind:
+            return peak
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def measured_cpu_peak(size: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of the host measured with a float32 ``size³`` matmul (best of ``repeats``)."""
+    import jax
+    import jax.numpy as jnp
+
+    device = jax.local_devices(backend="cpu")[0]
+    a = jax.device_put(jnp.ones((size, size), jnp.float32), device)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def peak_flops_per_device() -> tuple[float, str]:
+    """``(peak FLOP/s per device, where the number came from)``."""
+    import jax
+
+    device = jax.devices()[0]
+    peak = peak_for_kind(device.device_kind)
+    if peak is not None:
+        return peak, f"{device.device_kind} table (dense bf16)"
+    if device.platform == "cpu":
+        # virtual CPU devices share the host's cores: split the host's measured figure
+        host = measured_cpu_peak()
+        return host / max(1, jax.local_device_count()), "CPU measured fp32 matmul"
+    return math.nan, f"unknown device {device.device_kind}"
+
+
+def palm_flops_per_token(
+    non_embedding_params: int, num_layers: int, num_heads: int, head_dim: int, seq_len: int
+) -> float:
+    """``6·N + 12·L·H·Q·T`` (PaLM Appendix B)."""
+    return 6 * non_embedding_params + 12 * num_layers * num_heads * head_dim * seq_len
+
+
+def model_flops_per_token(model_config: Any, seq_len: int) -> float:
+    """The model's own ``flops_per_token(seq_len)``, else PaLM's formula from its fields."""
+    if hasattr(model_config, "flops_per_token"):
+        return float(model_config.flops_per_token(seq_len))
+    n = model_config.num_params(non_embedding=True)
+    return palm_flops_per_token(
+        n, model_config.num_layers, model_config.num_heads,
+        model_config.d_model // model_config.num_heads, seq_len,
+    )  # fmt: skip
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, num_devices: int, peak: float) -> float:
+    return tokens_per_s * flops_per_token / (num_devices * peak)
+
+
+def bits_per_byte(loss_nats: float, bytes_per_token: float | None) -> float | None:
+    """Tokenizer-independent loss: ``loss · tokens / (bytes · ln 2)``."""
+    if not bytes_per_token:
+        return None
+    return loss_nats / (bytes_per_token * math.log(2))
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a line cut by a kill: everything after it is stale
+    return rows
+
+
+class MetricsWriter:
+    """metrics.jsonl + TensorBoard (+ the plot at the end); no-ops when ``enabled`` is False."""
+
+    def __init__(self, model_dir: str | Path, resume_step: int = 0, enabled: bool = True):
+        self.dir = Path(model_dir)
+        self.enabled = enabled
+        self.path = self.dir / "metrics.jsonl"
+        self._tb = None
+        if not enabled:
+            return
+        # a resumed run forgets what the killed run logged after its last checkpoint
+        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        try:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(
+                str(self.dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+            )
+        except ImportError:  # pragma: no cover - tensorboardX is a dependency
+            self._tb = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: _finite_or_none(v) for k, v in row.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+        if self._tb is not None:
+            step = int(row["step"])
+            for key, value in clean.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._tb.add_scalar(key, value, step)
+
+    def close(self, plot: bool = True) -> Path | None:
+        if not self.enabled:
+            return None
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+        return plot_metrics(self.path, self.dir / "plots" / "metrics.png") if plot else None
+
+
+def _finite_or_none(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep the fact visible
+    return value
+
+
+def plot_metrics(jsonl: str | Path, png: str | Path) -> Path | None:
+    """Loss (train and validation), learning rate and tokens/s against the step, as a PNG."""
+    rows = read_jsonl(jsonl)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key: str):
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key, label in (("loss", "train loss"), ("val_loss", "validation loss")):
+        xs, ys = series(key)
+        if xs:
+            axes[0].plot(xs, ys, label=label, marker="o" if key == "val_loss" else None)
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("loss (nats/token)")
+    axes[0].legend()
+    axes[1].plot(*series("lr"))
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("learning rate")
+    axes[2].plot(*series("tokens_per_s"))
+    axes[2].set_xlabel("step")
+    axes[2].set_ylabel("tokens/s")
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+class Progress:
+    """A tqdm bar over training steps showing loss and tokens/s (process 0 only)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool = True):
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, desc="train", unit="step",
+                             dynamic_ncols=True)  # fmt: skip
+
+    def update(self, n: int, **postfix: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+            if postfix:
+                self._bar.set_postfix(
+                    {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
+                    refresh=False,
+                )
+
+    def write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
