@@ -1,0 +1,1 @@
+"""Apache Beam pipelines: FineWeb-style processing, MinHash dedup, corpus tokenization."""

@@ -1,0 +1,1 @@
+"""Extractor plugins (kind ``extractors``): ``extract(html) -> str``, the main text of a page."""
