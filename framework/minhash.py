@@ -272,10 +272,10 @@ def signatures(
         np.multiply(hashes[lo:hi, None], a, out=phv)  # wraps mod 2**64, like the reference
         np.add(phv, b, out=phv)  # wraps mod 2**64 too
         np.remainder(phv, prime, out=phv)
+        if config.precision == 32:  # the reference masks each permuted hash, then takes the min
+            np.bitwise_and(phv, np.uint64(0xFFFFFFFF), out=phv)
         out[doc:last] = np.minimum.reduceat(phv, starts[doc:last] - lo, axis=0)
         doc = last
-    if config.precision == 32:
-        out &= np.uint64(0xFFFFFFFF)
     return out.astype(config.dtype)
 
 
