@@ -67,7 +67,10 @@ def _launcher(name: str, sweep, **overrides):
     from framework import discovery
     from framework.registry import LAUNCHERS
 
-    discovery.load_plugins()
+    # the built-in launchers alone are cheap to import; anything else needs full discovery
+    discovery.import_package_tree("plugins.launchers")
+    if name not in LAUNCHERS:
+        discovery.load_plugins()
     options = dict(sweep.launch.get(name, {})) if isinstance(sweep.launch.get(name), dict) else {}
     options.update({k: v for k, v in overrides.items() if v is not None})
     entry = LAUNCHERS.entry(name)

@@ -217,15 +217,21 @@ def markdown(sweep: Sweep, rows: list[RunStatus]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # full precision in the CSV
+    return value if isinstance(value, str) else id_text(value)
+
+
 def csv_text(sweep: Sweep, rows: list[RunStatus]) -> str:
     header, body = table_rows(sweep, rows)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
     for cells in body:
-        writer.writerow(
-            ["" if c is None else (id_text(c) if not isinstance(c, str) else c) for c in cells]
-        )
+        writer.writerow([_csv_cell(c) for c in cells])
     return out.getvalue()
 
 
