@@ -1,0 +1,83 @@
+"""Fixtures for the model tests: small random Hugging Face models saved as safetensors folders.
+
+The references are ``transformers``' own ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (torch, CPU,
+fp32), built from a fixed seed; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def torch_transformers():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    return torch, transformers
+
+
+@pytest.fixture(scope="session")
+def hf_gpt2(torch_transformers, tmp_path_factory):
+    """(folder, torch model): a 3-layer GPT-2, vocab 300, context 64, random weights."""
+    torch, transformers = torch_transformers
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=300,
+        n_positions=64,
+        n_embd=48,
+        n_layer=3,
+        n_head=4,
+        bos_token_id=256,
+        eos_token_id=256,
+    )
+    model = transformers.GPT2LMHeadModel(config).eval()
+    # Non-trivial LayerNorm parameters and biases (HF initialises them to 1 and 0).
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln_" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("hf_gpt2")
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder, model
+
+
+@pytest.fixture(scope="session")
+def hf_llama_gqa(torch_transformers, tmp_path_factory):
+    """(folder, torch model): a 2-layer Llama with 4 query / 2 key-value heads, untied head."""
+    torch, transformers = torch_transformers
+    torch.manual_seed(1)
+    config = transformers.LlamaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=1000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=256,
+        eos_token_id=256,
+        pad_token_id=256,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("hf_llama")
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder, model
+
+
+@pytest.fixture(scope="session")
+def byte_ranks(tmp_path_factory):
+    """A tiktoken rank file with the 256 single bytes (a 257-id tokenizer with <|endoftext|>)."""
+    import base64
+
+    path = tmp_path_factory.mktemp("tok") / "bytes.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256)))
+    return path
