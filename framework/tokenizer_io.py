@@ -26,7 +26,10 @@ from framework.errors import InputError
 def _plugin_class(kind: str, where: str) -> Any:
     from framework import discovery, registry
 
-    discovery.load_plugins()
+    if kind not in registry.TOKENIZERS:  # the built-in tokenizers first: cheap, no jax import
+        discovery.import_package_tree("plugins.tokenizers")
+    if kind not in registry.TOKENIZERS:
+        discovery.load_plugins()
     if kind not in registry.TOKENIZERS:
         known = ", ".join(registry.TOKENIZERS.names())
         raise InputError(f"{where}: unknown tokenizer kind {kind!r} (known: {known})")

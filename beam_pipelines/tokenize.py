@@ -1,0 +1,337 @@
+"""Corpus tokenization on Apache Beam: documents (JSONL) → ArrayRecord token shards for grain.
+
+Output (the token-shard contract, see DESIGN §5):
+
+* ``OUTPUT_DIR/train/NNNNN.array_record`` and ``OUTPUT_DIR/validation/NNNNN.array_record``: one
+  record per document = its token ids as raw little-endian bytes of a 1-D array of the manifest's
+  dtype, with ``eot_id`` appended (the separator between documents).
+* ``OUTPUT_DIR/manifest.json``: tokenizer (absolute path), kind, dtype (``uint16`` when every id
+  fits, else ``uint32``), vocab_size, eot_id, and per split the documents, tokens, UTF-8 bytes of
+  the text, bytes per token (for bits per byte) and the shard list.
+* ``errors/`` (malformed input records, with the error), ``config.gin``, ``run_manifest.json`` and
+  ``COMPLETED`` last.
+
+Determinism: a document's split and shard depend only on its id (sha1), and each shard is sorted by
+id, so the output does not depend on worker count or scheduling. The validation split is every
+document whose ``sha1(id)`` (as a fraction of 2**64) is below ``validation_fraction``, plus the
+document with the smallest hash, so it is never empty.
+
+Documents are encoded with ``encode_ordinary``: special-token names inside web text are text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import gin
+
+from framework.document import Document
+from framework.errors import ConfigError
+
+WORK_DIR = ".tokenize_work"
+SPLITS = ("train", "validation")
+OWNED_OUTPUTS = [*SPLITS, "errors", "manifest.json", WORK_DIR]
+
+
+def id_fraction(doc_id: str) -> float:
+    """``sha1(id)`` as a number in [0, 1): the document's place for the validation split."""
+    digest = hashlib.sha1(doc_id.encode("utf-8", errors="surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def shard_file(split: str, index: int) -> str:
+    return f"{split}/{index:05d}.array_record"
+
+
+def dtype_for(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 2**16 else "uint32"
+
+
+@dataclasses.dataclass
+class TokenizeSpec:
+    """What ``tokenize.build`` configured; :meth:`run` executes it."""
+
+    input: Any
+    output_dir: str
+    tokenizer: str
+    validation_fraction: float
+    train_shards: int | None
+    validation_shards: int
+    batch_size: int
+
+    def files(self) -> list[str]:
+        from framework.document import expand_inputs
+
+        return expand_inputs(self.input)
+
+    def load_tokenizer(self):
+        from framework.tokenizer_io import load_tokenizer
+
+        return load_tokenizer(self.tokenizer)
+
+    def run(self, beam_args: list[str], progress: bool = True) -> dict[str, Any]:
+        from beam_pipelines import common
+
+        files = self.files()
+        tok = self.load_tokenizer()
+        dtype = dtype_for(tok.vocab_size)
+        shards = {
+            "train": self.train_shards or max(1, len(files)),
+            "validation": max(1, self.validation_shards),
+        }
+        out = os.path.abspath(self.output_dir)
+        work = os.path.join(out, WORK_DIR)
+        os.makedirs(work, exist_ok=True)
+        start = time.time()
+        options = common.pipeline_options(beam_args)
+        with common.Progress(out, unit="doc", enabled=progress and common.is_local(beam_args)):
+            pipeline = beam.Pipeline(options=options)
+            records = (
+                pipeline
+                | "Files" >> beam.Create(files)
+                | "Reshuffle" >> beam.Reshuffle()
+                | "Tokenize"
+                >> beam.ParDo(
+                    TokenizeFileFn(self.tokenizer, dtype, self.batch_size, out)
+                ).with_outputs("errors", main="docs")
+            )
+            docs = records.docs
+            smallest = beam.pvalue.AsSingleton(
+                docs
+                | "Fraction" >> beam.Map(lambda r: r["fraction"])
+                | "Smallest" >> beam.CombineGlobally(lambda xs: min(xs, default=2.0))
+            )
+            (
+                docs
+                | "Assign" >> beam.Map(assign_shard, smallest, self.validation_fraction, shards)
+                | "GroupByShard" >> beam.GroupByKey()
+                | "Write" >> beam.ParDo(WriteTokenShardFn(out))
+            )
+            _ = records.errors | "ErrorShards" >> common.WriteShards(out, 1)
+            result = pipeline.run()
+            result.wait_until_finish()
+        counters = common.collect_counters(result)
+        manifest = self.write_manifest(out, tok, dtype, shards)
+        manifest_stats = {
+            "wall_time_s": round(time.time() - start, 2),
+            "malformed": counters.get("tokenize.malformed", 0),
+        }
+        shutil.rmtree(work, ignore_errors=True)
+        return {**manifest, **manifest_stats}
+
+    def write_manifest(self, out: str, tok: Any, dtype: str, shards: dict[str, int]) -> dict:
+        from array_record.python.array_record_module import ArrayRecordWriter
+
+        from beam_pipelines import common
+
+        splits: dict[str, dict[str, Any]] = {}
+        for split in SPLITS:
+            totals = {"documents": 0, "tokens": 0, "bytes": 0}
+            for path in glob.glob(os.path.join(out, WORK_DIR, f"{split}-*.json")):
+                with open(path) as f:
+                    stats = json.load(f)
+                for key in totals:
+                    totals[key] += stats[key]
+            names = []
+            for index in range(shards[split]):
+                name = shard_file(split, index)
+                path = os.path.join(out, name)
+                if not os.path.exists(path):  # a shard no document hashed to: empty but present
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    ArrayRecordWriter(path, "group_size:1").close()
+                names.append(name)
+            totals["bytes_per_token"] = (
+                round(totals["bytes"] / totals["tokens"], 4) if totals["tokens"] else None
+            )
+            splits[split] = {**totals, "shards": names}
+        manifest = {
+            "tokenizer": os.path.abspath(self.tokenizer),
+            "tokenizer_kind": getattr(tok, "kind", "?"),
+            "dtype": dtype,
+            "vocab_size": tok.vocab_size,
+            "eot_id": tok.eot_id,
+            "splits": splits,
+        }
+        common.write_json(os.path.join(out, "manifest.json"), manifest)
+        return manifest
+
+
+def assign_shard(
+    record: dict[str, Any], smallest: float, fraction: float, shards: dict[str, int]
+) -> tuple[tuple[str, int], dict[str, Any]]:
+    from beam_pipelines.common import shard_of
+
+    split = (
+        "validation" if record["fraction"] < fraction or record["fraction"] == smallest else "train"
+    )
+    return (split, shard_of(record["id"], shards[split])), record
+
+
+def _read_records(path: str) -> Iterator[tuple[int, Document | None, str | None, str]]:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as raw:  # .gz is decompressed from the file name
+        for line_no, data in enumerate(iter(raw.readline, b"")):
+            line = data.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                doc = Document.from_dict(record)
+                if not isinstance(record.get("text"), str):
+                    raise ValueError("'text' must be a string")
+            except (json.JSONDecodeError, ValueError) as error:
+                yield line_no, None, f"{type(error).__name__}: {error}", line
+                continue
+            yield line_no, doc, None, line
+
+
+class TokenizeFileFn(beam.DoFn):
+    """One input file → a record per document (id, tokens as bytes, counts); bad lines → errors."""
+
+    def __init__(self, tokenizer_path: str, dtype: str, batch_size: int, output_dir: str):
+        self.tokenizer_path = tokenizer_path
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.output_dir = output_dir
+
+    def setup(self) -> None:
+        from beam_pipelines.common import Heartbeat
+        from framework.tokenizer_io import load_tokenizer
+
+        self.tok = load_tokenizer(self.tokenizer_path)
+        self.eot = self.tok.eot_id
+        self.heartbeat = Heartbeat(self.output_dir)
+
+    def _encode(self, batch: list[Document]) -> Iterator[dict[str, Any]]:
+        import numpy as np
+
+        from beam_pipelines import common
+
+        ids = self.tok.encode_ordinary_batch([d.text for d in batch])
+        tokens = 0
+        for doc, doc_ids in zip(batch, ids, strict=True):
+            array = np.asarray([*doc_ids, self.eot], dtype=np.dtype(self.dtype).newbyteorder("<"))
+            tokens += len(array)
+            yield {
+                "id": doc.id,
+                "fraction": id_fraction(doc.id),
+                "tokens": array.tobytes(),
+                "n_tokens": len(array),
+                "n_bytes": len(doc.text.encode("utf-8", errors="surrogatepass")),
+            }
+        common.count("tokenize.documents", len(batch))
+        common.count("tokenize.tokens", tokens)
+        self.heartbeat.tick(len(batch))
+
+    def process(self, path: str):
+        from beam_pipelines import common
+
+        batch: list[Document] = []
+        for line_no, doc, error, raw in _read_records(path):
+            if doc is None:
+                common.count("tokenize.malformed")
+                yield beam.pvalue.TaggedOutput(
+                    "errors",
+                    (
+                        "errors",
+                        Document(
+                            id=f"{os.path.basename(path)}:{line_no + 1}",
+                            text=raw[:100_000],
+                            metadata={
+                                "error": f"malformed_record: {error}",
+                                "stage": "tokenize",
+                                "source": path,
+                            },
+                        ),
+                    ),
+                )
+                continue
+            batch.append(doc)
+            if len(batch) >= self.batch_size:
+                yield from self._encode(batch)
+                batch = []
+        if batch:
+            yield from self._encode(batch)
+
+    def teardown(self) -> None:
+        if getattr(self, "heartbeat", None) is not None:
+            self.heartbeat.tick(0, force=True)
+
+
+class WriteTokenShardFn(beam.DoFn):
+    """``((split, shard), records)`` → one ArrayRecord file sorted by id + a stats sidecar."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+
+    def process(self, element: tuple[tuple[str, int], Iterable[dict[str, Any]]]):
+        from array_record.python.array_record_module import ArrayRecordWriter
+
+        from beam_pipelines import common
+
+        (split, index), records = element
+        ordered = sorted(records, key=lambda r: r["id"])
+        path = os.path.join(self.output_dir, shard_file(split, index))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        writer = ArrayRecordWriter(tmp, "group_size:1")
+        for record in ordered:
+            writer.write(record["tokens"])
+        writer.close()
+        os.replace(tmp, path)
+        stats = {
+            "documents": len(ordered),
+            "tokens": sum(r["n_tokens"] for r in ordered),
+            "bytes": sum(r["n_bytes"] for r in ordered),
+        }
+        common.write_json(
+            os.path.join(self.output_dir, WORK_DIR, f"{split}-{index:05d}.json"), stats
+        )
+        common.count(f"tokenize.written.{split}", len(ordered))
+        yield split, index, stats
+
+
+@gin.configurable("build", module="tokenize")
+def build(
+    input: Any = gin.REQUIRED,  # noqa: A002 - the gin macro is INPUT
+    output_dir: str = gin.REQUIRED,
+    tokenizer: str = gin.REQUIRED,
+    validation_fraction: float = 0.005,
+    train_shards: int | None = None,
+    validation_shards: int = 1,
+    batch_size: int = 256,
+) -> TokenizeSpec:
+    """Configure corpus tokenization.
+
+    Args:
+      input: glob (or list) of ``*.jsonl[.gz]`` documents, or a data/dedup output directory.
+      output_dir: where the shards, manifest.json and COMPLETED go.
+      tokenizer: a tokenizer directory or rank file (anything ``load_tokenizer`` reads).
+      validation_fraction: share of documents (by sha1 of the id) in the validation split.
+      train_shards: number of train shards (default: one per input file).
+      validation_shards: number of validation shards.
+      batch_size: documents per ``encode_ordinary_batch`` call.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ConfigError(f"VALIDATION_FRACTION must be in [0, 1), got {validation_fraction}")
+    if train_shards is not None and train_shards < 1:
+        raise ConfigError(f"tokenize.build.train_shards must be >= 1, got {train_shards}")
+    return TokenizeSpec(
+        input=input,
+        output_dir=str(output_dir),
+        tokenizer=str(tokenizer),
+        validation_fraction=float(validation_fraction),
+        train_shards=train_shards,
+        validation_shards=int(validation_shards),
+        batch_size=int(batch_size),
+    )
