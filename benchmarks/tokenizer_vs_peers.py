@@ -1,0 +1,157 @@
+"""Tokenizer speed, side by side: deepdive's BPE vs rustbpe, Hugging Face tokenizers, sentencepiece
+(training) and vs tiktoken, Hugging Face, sentencepiece (encoding), on the same text in one run.
+
+    /work/venv/bin/python benchmarks/tokenizer_vs_peers.py [--text FILE] [--vocab 4096 16384]
+        [--repeat 3] [--doc_chars 5000]
+
+Training: MB/s of input text (best of ``--repeat``), GPT-4 split pattern for the byte-level
+trainers. Encoding: MB/s over document-sized pieces (``--doc_chars``), 1 and 2 threads, each
+tokenizer with its own vocabulary of the largest size trained above; bytes per token. Ratios are
+deepdive / peer (> 1 means deepdive is faster). Peers that are not installed are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from plugins.tokenizers import rankfile  # noqa: E402
+from plugins.tokenizers.bpe import BPETokenizer  # noqa: E402
+from plugins.tokenizers.sentencepiece import SentencePieceTokenizer  # noqa: E402
+
+DEFAULT_TEXT = (
+    Path(__file__).resolve().parent.parent.parent / "shared/corpora/text/tinyshakespeare.txt"
+)
+
+
+def best_time(fn, repeat: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def train_deepdive(text: str, vocab: int):
+    return BPETokenizer().train([text], vocab)
+
+
+def train_rustbpe(text: str, vocab: int):
+    import rustbpe
+
+    tok = rustbpe.Tokenizer()
+    tok.train_from_iterator(iter([text]), vocab, pattern=rankfile.GPT4_PATTERN)
+    return tok
+
+
+def train_hf(text: str, vocab: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(rankfile.GPT4_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator([text], trainer)
+    return tok
+
+
+def train_spm(text: str, vocab: int):
+    return SentencePieceTokenizer(model_type="bpe").train([text], vocab)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text", default=str(DEFAULT_TEXT))
+    parser.add_argument("--vocab", type=int, nargs="+", default=[4096, 16384])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--doc_chars", type=int, default=5000)
+    args = parser.parse_args()
+    text = Path(args.text).read_text(encoding="utf-8")
+    mb = len(text.encode()) / 1e6
+    print(f"text: {args.text} ({mb:.2f} MB); {os.cpu_count()} CPUs; best of {args.repeat}")
+
+    trainers = {"deepdive": train_deepdive}
+    if importlib.util.find_spec("rustbpe"):
+        trainers["rustbpe"] = train_rustbpe
+    if importlib.util.find_spec("tokenizers"):
+        trainers["hf_tokenizers"] = train_hf
+    trainers["sentencepiece"] = train_spm
+
+    print("\n== training (MB/s of input; ratio = deepdive / peer) ==")
+    trained: dict[str, object] = {}
+    for vocab in args.vocab:
+        speeds = {}
+        for name, fn in trainers.items():
+            seconds, trained[name] = best_time(lambda fn=fn, v=vocab: fn(text, v), args.repeat)
+            speeds[name] = mb / seconds
+        ours = speeds["deepdive"]
+        row = "  ".join(
+            f"{name} {s:6.2f} MB/s" + ("" if name == "deepdive" else f" (x{ours / s:.2f})")
+            for name, s in speeds.items()
+        )
+        print(f"vocab {vocab:>6}: {row}")
+
+    # -- encoding, with the vocabularies of the largest size -------------------------------------
+    import tiktoken
+
+    docs = [text[i : i + args.doc_chars] for i in range(0, len(text), args.doc_chars)]
+    ours: BPETokenizer = trained["deepdive"]  # type: ignore[assignment]
+    tk = tiktoken.Encoding(
+        "peer", pat_str=ours.pattern, mergeable_ranks=ours.ranks, special_tokens={}
+    )
+    encoders = {
+        "deepdive": {
+            1: lambda: ours.encode_ordinary_batch(docs, num_threads=1),
+            2: lambda: ours.encode_ordinary_batch(docs, num_threads=2),
+        },
+        "tiktoken": {
+            1: lambda: [tk.encode_ordinary(d) for d in docs],
+            2: lambda: tk.encode_ordinary_batch(docs, num_threads=2),
+        },
+    }
+    if "hf_tokenizers" in trained:
+        hf = trained["hf_tokenizers"]
+        encoders["hf_tokenizers"] = {
+            1: lambda: [hf.encode(d).ids for d in docs],
+            2: lambda: [e.ids for e in hf.encode_batch(docs)],
+        }
+    sp = trained["sentencepiece"]
+    encoders["sentencepiece"] = {
+        1: lambda: [sp.processor.encode(d) for d in docs],
+        2: lambda: sp.processor.encode(docs, num_threads=2),
+    }
+    print(
+        f"\n== encoding {len(docs)} documents of {args.doc_chars} chars (vocab {args.vocab[-1]}) =="
+    )
+    for threads in (1, 2):
+        speeds, bpt = {}, {}
+        for name, fns in encoders.items():
+            seconds, ids = best_time(fns[threads], args.repeat)
+            speeds[name] = mb / seconds
+            bpt[name] = len(text.encode()) / sum(len(x) for x in ids)
+        ours_speed = speeds["deepdive"]
+        row = "  ".join(
+            f"{name} {s:6.2f} MB/s" + ("" if name == "deepdive" else f" (x{ours_speed / s:.2f})")
+            for name, s in speeds.items()
+        )
+        print(f"{threads} thread(s): {row}")
+    print("bytes/token: " + "  ".join(f"{n} {b:.3f}" for n, b in bpt.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
