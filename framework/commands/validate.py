@@ -40,7 +40,17 @@ def run_command_checks(args: argparse.Namespace) -> list[str]:
     return checked
 
 
+def register_command_configurables() -> None:
+    """Let commands register their top-level gin configurables (``register_configurables()``)."""
+    for name, (module_name, _help) in cli.COMMANDS.items():
+        if cli.command_available(name):
+            hook = getattr(importlib.import_module(module_name), "register_configurables", None)
+            if callable(hook):
+                hook()
+
+
 def run(args: argparse.Namespace) -> int:
+    register_command_configurables()
     parsed = cli.configure(args)
     built = config.build_references()
     checked = run_command_checks(args)
