@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_default_gin_file="data/minhash.gin")
 
 
+def register_configurables() -> None:
+    """Make ``minhash.build`` known to gin (``deepdive validate`` calls this)."""
+    from beam_pipelines import minhash  # noqa: F401
+
+
 def build_pipeline(args: argparse.Namespace, check_required: bool = True):
     """Parse the configuration and return (parsed config, MinhashPipeline)."""
     from beam_pipelines import minhash  # registers the minhash.build configurable
