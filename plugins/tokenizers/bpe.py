@@ -135,15 +135,37 @@ def _apply_merge(
         n = len(word)
         starts = []
         i = 0
-        while i < n - 1:
-            if word[i] == a and word[i + 1] == b:
-                starts.append(i)
-                i += 2
-            else:
-                i += 1
+        try:
+            while True:
+                i = word.index(a, i, n - 1)  # C-speed search for the left token
+                if word[i + 1] == b:
+                    starts.append(i)
+                    i += 2
+                else:
+                    i += 1
+        except ValueError:
+            pass
         if not starts:  # the index is lazy: this chunk lost the pair in an earlier merge
             continue
         f = freqs[index]
+        if len(starts) == 1:  # the common case, without building a new list
+            i = starts[0]
+            if i > 0:
+                x = word[i - 1]
+                pair_counts[(x, a)] -= f
+                p = (x, new_id)
+                pair_counts[p] += f
+                where[p].add(index)
+                created.add(p)
+            if i + 2 < n:
+                y = word[i + 2]
+                pair_counts[(b, y)] -= f
+                p = (new_id, y)
+                pair_counts[p] += f
+                where[p].add(index)
+                created.add(p)
+            word[i : i + 2] = [new_id]  # the merged pair's own count is dropped by the caller
+            continue
         last = -1
         for i in starts:
             for j in (i - 1, i, i + 1):
