@@ -98,7 +98,7 @@ def synthetic(rows: list[dict], seed: int = 0) -> list[dict]:
         n = len(lines)
         base = {"url": row["url"]}
 
-        def add(kind: str, text: str) -> None:
+        def add(kind: str, text: str, base: dict = base, row: dict = row) -> None:
             out.append({**base, "id": f"{row['id']}:{kind}", "text": text})
 
         for k in sorted({1, 2, 3, 5, max(1, n // 3), max(1, n // 2)}):
