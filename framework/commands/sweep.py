@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -117,8 +118,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rendered {len(sweep.runs)} run(s) of sweep {sweep.name} into {sweep_dir} "
               f"({checked}; launch spec: {name})")  # fmt: skip
         for r in sweep.runs:
-            print(f"  {sweep_dir / r.run_id / 'run.gin'}")
-        print(f"next: deepdive sweep launch {sweep_dir} --backend {name}")
+            print(f"  {os.path.relpath(sweep_dir / r.run_id / 'run.gin')}")
+        shown = (
+            os.path.relpath(sweep_dir)
+            if not os.path.relpath(sweep_dir).startswith("..")
+            else sweep_dir
+        )
+        print(f"next: deepdive sweep launch {shown} --backend {name}")
         return 0
     if action == "launch":
         target = Path(args.sweep_dir)

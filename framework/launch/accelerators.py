@@ -86,6 +86,14 @@ class Accelerator:
         return self.size // TPU_GENERATIONS[self.generation][2]
 
     @property
+    def jax_devices(self) -> int:
+        """JAX devices per node: chips (v4 and later: one device per chip), TensorCores for
+        v2/v3, GPUs."""
+        if self.kind != "tpu":
+            return self.count
+        return self.size if self.generation in ("v2", "v3") else self.chips
+
+    @property
     def tpu_vm_hosts(self) -> int:
         """Hosts of the slice as a Cloud TPU VM (SkyPilot): v5e/v6e up to 8 chips on one host,
         otherwise 4 chips per host."""

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gin
+
 from framework import config, discovery
 from framework.errors import ConfigError
 from framework.launch import backend as backend_lib
@@ -78,14 +80,31 @@ def run_gin_text(sweep: Sweep, run: Run, includes: list[str], model_dir: str) ->
     return "\n".join(lines) + "\n"
 
 
-def validate_run_gin(run_gin: Path, root: Path) -> dict[str, Any]:
+def target_device_bindings(run: Run) -> list[str]:
+    """For a run bound to an accelerator: check the mesh against *its* device count.
+
+    The mesh check of ``deepdive validate`` compares the mesh with the devices it sees; rendering
+    a TPU sweep on a laptop sees one CPU. ``sharding.MeshConfig.num_devices`` (bound for the
+    validation only, never written to run.gin) makes it check against the target instead.
+    """
+    acc = run.resources.checked_accelerator()
+    if acc is None:
+        return []
+    try:
+        gin.config._REGISTRY.get_match("sharding.MeshConfig")  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - no trainer mesh in this project: nothing to check
+        return []
+    return [f"sharding.MeshConfig.num_devices={acc.jax_devices * run.resources.nodes}"]
+
+
+def validate_run_gin(run_gin: Path, root: Path, bindings: list[str] = ()) -> dict[str, Any]:
     """``deepdive validate --gin_file run_gin`` in-process; returns facts the launchers use."""
     from framework.commands import validate
 
     discovery.load_plugins()
     args = argparse.Namespace(
         gin_file=[str(run_gin)],
-        gin_bindings=[],
+        gin_bindings=list(bindings),
         beam_options=[],
         plugin_module=[],
         strict_plugins=False,
@@ -152,7 +171,7 @@ def _render_run(
     run_gin = run_dir / "run.gin"
     run_gin.write_text(run_gin_text(sweep, run, includes, model_dir))
     if validate:
-        facts = validate_run_gin(run_gin, root)
+        facts = validate_run_gin(run_gin, root, target_device_bindings(run))
         run.train_steps = facts["train_steps"]
     if launcher is not None:
         launcher.check(sweep, run, paths)
