@@ -36,7 +36,7 @@ examples:
   echo "hello world" | deepdive tokenizer encode --tokenizer cl100k_base.tiktoken
   deepdive tokenizer serve --tokenizer runs/tok --tokenizer cl100k_base.tiktoken --port 8765"""
 
-TOP_LEVEL = "train_tokenizer"
+TOP_LEVEL = "tokenizer.train_tokenizer"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # -- train ----------------------------------------------------------------------------------------
 
 
-@gin.configurable("train_tokenizer")
+@gin.configurable("train_tokenizer", module="tokenizer")
 def train_tokenizer(
     input: Any = gin.REQUIRED,  # noqa: A002 - the gin macro is INPUT
     output_dir: str = gin.REQUIRED,
@@ -82,7 +82,8 @@ def train_tokenizer(
     """Train ``tokenizer`` on the texts of ``input`` and save it into ``output_dir``.
 
     Args:
-      input: glob (or list) of ``*.jsonl[.gz]`` documents, data-stage output dirs or ``*.txt``.
+      input: glob (or list) of ``*.jsonl[.gz]`` documents, data-stage output dirs or ``*.txt``
+        (None for tokenizers that learn nothing, e.g. ``bytes``).
       vocab_size: 256 bytes + merges for byte BPE (specials not counted); the piece count for
         SentencePiece; ignored by ``bytes``.
       txt_split: ``.txt`` files as one text (None), one per ``"line"`` or per ``"paragraph"``.
@@ -91,7 +92,7 @@ def train_tokenizer(
 
     from framework.tokenizer_io import iter_texts
 
-    texts = list(iter_texts(input, txt_split))
+    texts = [] if input is None else list(iter_texts(input, txt_split))
     n_bytes = sum(len(t.encode("utf-8", errors="surrogatepass")) for t in texts)
     start = time.perf_counter()
     kwargs: dict[str, Any] = {}
