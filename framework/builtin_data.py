@@ -4,8 +4,9 @@ The quickstart must run on a fresh machine with no download, so it builds a smal
 Crawl-style WARC file:
 
 * **Prose pages**: CPython's ``pydoc_data.topics`` (the language reference text behind
-  ``help("assert")``), split into sections and wrapped into HTML documents with a header,
-  navigation and footer boilerplate for the extractor to remove.
+  ``help("assert")``) and the docstrings of well-documented standard-library modules, with code
+  removed, split into sections and wrapped into HTML documents with navigation and footer
+  boilerplate for the extractor to remove.
 * **Pages that show each filter at work**: non-English pages (German, French), a spammy repetitive
   page, a list-like page, a page with a block-listed URL, near-duplicates of prose pages (a few
   words edited), and pages with e-mail addresses and IP addresses for PII anonymisation.
@@ -64,14 +65,70 @@ When you report a problem, describe what you expected to happen and what happene
 attach the smallest example that shows it. Reports that can be reproduced are fixed first."""
 
 
-def _topics() -> dict[str, str]:
+# Well-documented pure-Python standard-library modules whose docstrings add prose.
+DOCSTRING_MODULES = (
+    "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "concurrent.futures",
+    "configparser", "contextlib", "csv", "dataclasses", "datetime", "decimal", "difflib", "email",
+    "enum", "fractions", "functools", "heapq", "inspect", "ipaddress", "json", "logging",
+    "mailbox", "numbers", "optparse", "pathlib", "pickle", "queue", "random", "sched", "shelve",
+    "shutil", "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap",
+    "threading", "timeit", "traceback", "typing", "unittest", "urllib.parse", "uuid", "warnings",
+    "weakref", "zipfile",
+)  # fmt: skip
+
+# Inline code in reference prose ("x.y(z)", "__init__", "*args") is dropped so that pages read
+# as prose, as the quality filters expect of web text.
+_INLINE_CODE = re.compile(r"\S*[()\[\]{}=_<>*`\"|\\#@%$^~]\S*")
+
+
+def _prose(text: str) -> str:
+    """Paragraphs of ``text`` without code blocks, grammar rules, headings or inline code."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if not lines or any(line.startswith((" ", ">>>", "...")) for line in lines):
+            continue  # code blocks, grammar productions, doctests
+        if len(lines) == 2 and set(lines[1].strip()) <= set("*=-~"):
+            continue  # a reStructuredText heading
+        paragraph = _INLINE_CODE.sub("", " ".join(line.strip() for line in lines))
+        paragraph = re.sub(r"\s+([,.;:])", r"\1", paragraph)
+        paragraph = re.sub(r"[,;:]\s*([,.;:])", r"\1", paragraph)
+        paragraph = re.sub(r"\s{2,}", " ", paragraph).strip()
+        if len(paragraph) > 80:
+            paragraphs.append(paragraph)
+    return "\n\n".join(paragraphs)
+
+
+def _sources() -> list[tuple[str, str, str]]:
+    """(path, title, prose) of every source text, in a fixed order."""
+    import importlib
+    import inspect
+    import warnings
     from pydoc_data.topics import topics
 
-    return dict(sorted(topics.items()))
+    sources = [
+        (f"reference/{name}", name.replace("-", " ").title(), _prose(text))
+        for name, text in sorted(topics.items())
+    ]
+    for name in DOCSTRING_MODULES:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(name)
+        except ImportError:
+            continue
+        parts = [inspect.cleandoc(module.__doc__ or "")]
+        for attr, obj in sorted(vars(module).items()):
+            if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                parts.append(inspect.cleandoc(obj.__doc__ or ""))
+        sources.append((f"library/{name}", f"The {name} module", _prose("\n\n".join(parts))))
+    return sources
 
 
 def _sections(text: str, target: int = PAGE_CHARS) -> list[str]:
-    """Split a topic into pages of about ``target`` characters on paragraph boundaries."""
+    """Split a text into pages of about ``target`` characters on paragraph boundaries."""
     paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
     pages, current = [], []
     for paragraph in paragraphs:
@@ -123,24 +180,28 @@ def builtin_pages() -> Iterator[tuple[str, str]]:
     """(url, html) of every built-in page, in a fixed order."""
     rng = random.Random(1234)
     prose: list[tuple[str, str, str]] = []
-    for topic, text in _topics().items():
+    for path, name, text in _sources():
         for i, section in enumerate(_sections(text)):
-            url = f"{SITE}/reference/{topic}/{i}.html"
-            title = f"{topic.replace('-', ' ').title()} ({i + 1})"
+            url = f"{SITE}/{path}/{i}.html"
+            title = f"{name} ({i + 1})"
             prose.append((url, title, section))
             yield url, page_html(title, section)
     # Near-duplicates: the same page under another URL with a few words edited.
     for k, (url, title, section) in enumerate(rng.sample(prose, 8)):
         edited = _edit_words(section, [0.0, 0.01, 0.02, 0.03][k % 4], rng)
         yield url.replace(SITE, "https://mirror.pyref.example"), page_html(title, edited)
-    yield "https://nachrichten.example.de/bibliothek.html", page_html("Stadtbibliothek", GERMAN, "de")
+    yield (
+        "https://nachrichten.example.de/bibliothek.html",
+        page_html("Stadtbibliothek", GERMAN, "de"),
+    )
     yield "https://journal.example.fr/marche.html", page_html("Le marché", FRENCH, "fr")
     spam = "\n\n".join(["Buy cheap watches online today, best prices guaranteed!"] * 60)
     yield "https://deals.example.com/watches.html", page_html("Best deals", spam)
     listing = "\n\n".join(f"Item {i}: widget" for i in range(120))
     yield "https://catalog.example.com/list.html", page_html("Catalog", listing)
-    yield "https://free-porn-videos.example.com/page.html", page_html(
-        "Blocked", prose[0][2] if prose else "text"
+    yield (
+        "https://free-porn-videos.example.com/page.html",
+        page_html("Blocked", prose[0][2] if prose else "text"),
     )
     yield f"{SITE}/community/contact.html", page_html("Contacting the maintainers", PII_PAGE)
 

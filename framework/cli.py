@@ -26,7 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("framework.commands.validate", "parse and check a configuration; no compute"),
     "data": ("framework.commands.data", "FineWeb-style processing of web pages (Beam)"),
     "dedup": ("framework.commands.dedup", "MinHash near-duplicate removal (Beam)"),
-    "explain": ("framework.commands.explain", "each filter's statistics vs thresholds for one page"),
+    "explain": (
+        "framework.commands.explain",
+        "each filter's statistics vs thresholds for one page",
+    ),
     "tokenizer": ("framework.commands.tokenizer", "train, show, serve or use a tokenizer"),
     "tokenize": ("framework.commands.tokenize", "tokenize a corpus into ArrayRecord shards (Beam)"),
     "train": ("framework.commands.train", "train a model from token shards"),
@@ -177,7 +180,9 @@ def configure(args: argparse.Namespace, check_required: bool = True):
     """Load plugins and parse the gin files and bindings of ``args``; returns ParsedConfig."""
     from framework import config, discovery
 
-    discovery.load_plugins(getattr(args, "plugin_module", []), getattr(args, "strict_plugins", False))
+    discovery.load_plugins(
+        getattr(args, "plugin_module", []), getattr(args, "strict_plugins", False)
+    )
     import_command_modules()
     files = list(getattr(args, "gin_file", []) or [])
     default_file = getattr(args, "_default_gin_file", None)

@@ -58,9 +58,7 @@ def resolve_gin_file(path: str) -> Path:
     for place in places:
         if place.is_file():
             return place.resolve()
-    raise ConfigError(
-        f"gin file {path!r} not found; searched: {', '.join(str(p) for p in places)}"
-    )
+    raise ConfigError(f"gin file {path!r} not found; searched: {', '.join(str(p) for p in places)}")
 
 
 def _included_files(path: Path, seen: set[Path]) -> list[Path]:

@@ -117,6 +117,7 @@ class Launcher(Protocol):
 
 # ----------------------------------------------------------------------------------------------
 
+
 def protocol_members(protocol: type) -> list[str]:
     """The methods a Protocol asks for (public names, plus ``__call__``)."""
     return [

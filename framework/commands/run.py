@@ -24,7 +24,9 @@ TOP_LEVEL = "job"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_file", nargs="?", help="the job's gin file, e.g. experiments/quickstart.gin")
+    parser.add_argument(
+        "job_file", nargs="?", help="the job's gin file, e.g. experiments/quickstart.gin"
+    )
     parser.add_argument("--dry_run", action="store_true", help="print the stage commands only")
     cli.add_common_arguments(parser)
 
