@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import platform
 import re
@@ -137,6 +138,16 @@ def missing_required_macros(files: Iterable[Path]) -> list[tuple[str, Path]]:
             if value is gin.REQUIRED and name not in [m for m, _ in missing]:
                 missing.append((name, path))
     return missing
+
+
+class _QuietGinSearch(logging.Filter):
+    """gin logs an error for every search-path prefix an ``include`` does not match; hide those."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Path not found")
+
+
+logging.getLogger().addFilter(_QuietGinSearch())
 
 
 def parse(
