@@ -131,7 +131,7 @@ class FinewebPipeline:
         assert doc is not None
         if item.kind == "error":
             return Outcome("errors", doc, [(f"read.errors.{_reason_key(item.reason)}", 1)])
-        out = Outcome("", doc, [("read.out", 1)])
+        out = Outcome("", doc, [])
 
         def error(stage: str, reason: str, detail: str, keep_text: bool) -> Outcome:
             meta = dict(doc.metadata)
@@ -157,6 +157,7 @@ class FinewebPipeline:
                 f"{len(doc.text)} characters > max_page_chars={self.max_page_chars}",
                 keep_text=False,
             )
+        out.events.append(("read.out", 1))
 
         def apply_filters(objs: Sequence[Any], step_names: list[str]) -> bool:
             for f, name in zip(objs, step_names, strict=True):
