@@ -439,9 +439,11 @@ class BPETokenizer:
     def encode_ordinary_batch(
         self, texts: Sequence[str], num_threads: int | None = None
     ) -> list[list[int]]:
-        return self.encoding.encode_ordinary_batch(
-            list(texts), num_threads=num_threads or self.num_threads
-        )
+        threads = num_threads or self.num_threads
+        if threads <= 1:  # no thread pool for one thread
+            encode = self.encoding.encode_ordinary
+            return [encode(text) for text in texts]
+        return self.encoding.encode_ordinary_batch(list(texts), num_threads=threads)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         table = self.token_bytes
