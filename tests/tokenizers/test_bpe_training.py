@@ -123,3 +123,11 @@ def test_against_hugging_face_tie_free_prefix_and_vocab(shakespeare):
     hf_tokens = {a + b for a, b in hf}
     our_tokens = {a + b for a, b in our_pairs}
     assert len(hf_tokens ^ our_tokens) <= 8
+
+
+@pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
+def test_parallel_chunk_counting_equals_serial(shakespeare, pattern):
+    regex_pattern = rankfile.PATTERNS[pattern]
+    texts = [shakespeare[:300_000], "tail  \n  text\n", shakespeare[300_000:400_000] + "  \n"]
+    serial = bpe.count_chunks(texts, regex_pattern)
+    assert bpe.count_chunks_parallel(texts, regex_pattern, workers=2, min_bytes=0) == serial
