@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_default_gin_file="data/fineweb.gin")
 
 
+def register_configurables() -> None:
+    """Make ``fineweb.build`` known to gin (``deepdive validate`` calls this)."""
+    from beam_pipelines import fineweb  # noqa: F401
+
+
 def build_pipeline(args: argparse.Namespace, check_required: bool = True):
     """Parse the configuration and return (parsed config, FinewebPipeline)."""
     from beam_pipelines import fineweb  # registers the fineweb.build configurable
