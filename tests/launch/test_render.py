@@ -123,3 +123,23 @@ def test_cli_errors_are_one_line_exit_2(project, capsys):
     assert cli.main(["sweep", "render", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "H100:3x" in err
+
+
+@pytest.mark.parametrize("name", ["tiny_lr_width", "tpu_example", "gpu_example"])
+def test_shipped_sweeps_render_and_validate(name, tmp_path, monkeypatch):
+    from framework import cli
+
+    monkeypatch.chdir(tmp_path)
+    path = config.EXPERIMENTS_DIR / "sweeps" / f"{name}.toml"
+    assert cli.main(["sweep", "render", str(path)]) == 0
+    s = sweep.load_rendered(tmp_path / "runs" / name)
+    assert all(r.train_steps for r in s.runs)
+
+
+def test_trainer_checks_run_against_the_target_devices(tmp_path, monkeypatch):
+    # 2 nodes x 8 H100 = 16 devices; mesh/h100x8.gin splits the batch 16 ways: 8 does not divide
+    monkeypatch.chdir(tmp_path)
+    text = (config.EXPERIMENTS_DIR / "sweeps" / "gpu_example.toml").read_text()
+    (tmp_path / "g.toml").write_text(text.replace("BATCH_SIZE = 64", "BATCH_SIZE = 8"))
+    with pytest.raises(ConfigError, match=r"sweep gpu_example: run d64: batch size 8 .* 16 ways"):
+        render.render(sweep.load(tmp_path / "g.toml"))
