@@ -26,7 +26,7 @@ SMOKE = {
     "TRAIN_STEPS": 6,
     "EVAL_EVERY": 2,
     "CHECKPOINT_EVERY": 2,
-    "BATCH_SIZE": 2,
+    "BATCH_SIZE": 8,  # divisible by the 8 host devices tests/conftest.py sets for rendering
     "SEQ_LEN": 32,
     "WARMUP_STEPS": 1,
     "train.log_every": 1,
