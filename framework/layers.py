@@ -64,6 +64,21 @@ def param(
     return nnx.Param(value, out_sharding=tuple(axes), eager_sharding=_eager_sharding())
 
 
+def dropout_rngs(rngs: nnx.Rngs) -> nnx.Rngs:
+    """Rngs with a ``dropout`` stream that does not consume the ``params`` stream.
+
+    ``nnx.Dropout`` forks ``rngs["dropout"]``, which falls back to the default stream; taking it
+    from there would change every parameter created afterwards, so the same seed would give
+    different weights with and without dropout. A caller-provided ``dropout`` stream is used as is.
+    """
+    if "dropout" in rngs:
+        return rngs
+    stream = rngs.params
+    # the stream's position makes each caller's dropout key distinct (one per layer)
+    key = jax.random.fold_in(jax.random.fold_in(stream.key[...], 0xD0), stream.count[...])
+    return nnx.Rngs(dropout=key)
+
+
 def normal(stddev: float) -> Initializer:
     return nnx.initializers.normal(stddev=stddev)
 

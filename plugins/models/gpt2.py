@@ -155,7 +155,8 @@ class Block(nnx.Module):
             dtype=c.dtype,
             rngs=rngs,
         )
-        self.dropout = nnx.Dropout(c.dropout, rngs=rngs) if c.dropout > 0 else None
+        drop_rngs = layers.dropout_rngs(rngs)
+        self.dropout = nnx.Dropout(c.dropout, rngs=drop_rngs) if c.dropout > 0 else None
 
     def _drop(self, x: jax.Array) -> jax.Array:
         return x if self.dropout is None else self.dropout(x)
@@ -181,7 +182,8 @@ class GPT2(nnx.Module):
         )
         self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
         self.ln_f = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
-        self.dropout = nnx.Dropout(c.dropout, rngs=rngs) if c.dropout > 0 else None
+        drop_rngs = layers.dropout_rngs(rngs)
+        self.dropout = nnx.Dropout(c.dropout, rngs=drop_rngs) if c.dropout > 0 else None
 
     def features(
         self,

@@ -1,0 +1,119 @@
+"""``deepdive convert hf_gpt2``: a HF folder becomes a run directory that loads like any run."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from framework import cli
+
+
+def _convert(hf_dir, ranks, output, *extra):
+    return cli.main(
+        [
+            "convert",
+            "hf_gpt2",
+            "--from",
+            str(hf_dir),
+            "--tokenizer",
+            str(ranks),
+            "--output",
+            str(output),
+            *extra,
+        ]
+    )
+
+
+def _hf_logits(model, tokens):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+
+
+@pytest.fixture(scope="module")
+def converted(hf_gpt2, byte_ranks, tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs") / "gpt2"
+    assert _convert(hf_gpt2[0], byte_ranks, output) == 0
+    return output
+
+
+def test_convert_writes_a_run_directory_that_reproduces_transformers(converted, hf_gpt2):
+    from framework.checkpoint import load_for_inference
+
+    body = json.loads((converted / "model.json").read_text())
+    assert body["plugin"] == "gpt2"
+    assert body["config"]["num_layers"] == 3 and body["config"]["vocab_size"] == 300
+    assert (converted / "COMPLETED").is_file() and (converted / "tokenizer").is_dir()
+    model, tokenizer, config, step = load_for_inference(converted)
+    assert step == 0 and tokenizer.vocab_size == 257
+    tokens = np.asarray([tokenizer.encode("Hello, world! The quick brown fox.")], np.int32)
+    ours, _ = model(jnp.asarray(tokens))
+    np.testing.assert_allclose(np.asarray(ours), _hf_logits(hf_gpt2[1], tokens), atol=1e-4, rtol=0)
+
+
+def test_sample_json_logprobs_match_transformers(converted, hf_gpt2, capsys):
+    """Greedy ``deepdive sample --json`` on the converted run: tokens are transformers' argmax and
+    log-probabilities its log-softmax, position by position."""
+    import torch
+
+    if not cli.command_available("sample"):
+        pytest.skip("deepdive sample is not built")
+    prompt = "Once upon a time"
+    rc = cli.main(
+        [
+            "sample",
+            f"--gin.MODEL_DIR={json.dumps(str(converted))}",
+            "--prompt",
+            prompt,
+            "--max_new_tokens",
+            "6",
+            "--json",
+            "-",
+            "--gin.sample.sampler=@samplers.greedy()",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    sample = json.loads(out)["samples"][0]
+    ids = list(prompt.encode())  # byte tokenizer: ids are the bytes
+    reference = hf_gpt2[1]
+    for token, logprob in zip(sample["tokens"], sample["logprobs"], strict=True):
+        with torch.no_grad():
+            logits = reference(torch.tensor([ids])).logits[0, -1]
+        logp = torch.log_softmax(logits.double(), -1)
+        assert token == int(torch.argmax(logits))
+        assert logprob == pytest.approx(float(logp[token]), abs=1e-4)
+        ids.append(token)
+
+
+def test_convert_refuses_bad_input(converted, hf_gpt2, byte_ranks, tmp_path, capsys):
+    assert _convert(hf_gpt2[0], byte_ranks, converted) == 2  # already holds checkpoints
+    assert "--overwrite" in capsys.readouterr().err
+    assert _convert(tmp_path / "missing", byte_ranks, tmp_path / "out") == 2
+    assert "no such directory" in capsys.readouterr().err
+    rc = cli.main(
+        [
+            "convert",
+            "hf_llama",
+            "--from",
+            str(hf_gpt2[0]),
+            "--tokenizer",
+            str(byte_ranks),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert rc == 2 and "not a llama" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_convert_overwrite_replaces_checkpoints(hf_gpt2, byte_ranks, tmp_path):
+    output = tmp_path / "run"
+    (output / "checkpoints" / "7").mkdir(parents=True)  # a stale later step would win on load
+    assert _convert(hf_gpt2[0], byte_ranks, output, "--overwrite", "--dtype", "bfloat16") == 0
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["0"]
+    assert json.loads((output / "model.json").read_text())["config"]["dtype"] == "bfloat16"
