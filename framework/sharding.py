@@ -77,6 +77,7 @@ class MeshConfig:
 
     axes: tuple[str, ...] = MESH_AXES
     shape: tuple[int, ...] = (-1, 1, 1)
+    num_devices: int | None = None  # use only the first N devices (None: all of them)
 
     def resolved_shape(self, num_devices: int) -> tuple[int, ...]:
         """The shape with ``-1`` filled in; ConfigError (with the numbers) when it cannot fit."""
@@ -107,6 +108,12 @@ class MeshConfig:
         import jax
 
         devices = list(jax.devices() if devices is None else devices)
+        if self.num_devices is not None:
+            if self.num_devices > len(devices):
+                raise ConfigError(
+                    f"mesh: num_devices {self.num_devices} but only {len(devices)} devices exist"
+                )
+            devices = devices[: self.num_devices]
         shape = self.resolved_shape(len(devices))
         return jax.make_mesh(
             shape,

@@ -63,7 +63,7 @@ def validate_config(args: argparse.Namespace) -> None:
     from framework import sharding, train
 
     mesh = _bound("mesh") or sharding.MeshConfig()
-    shape = mesh.resolved_shape(jax.device_count())
+    shape = mesh.resolved_shape(mesh.num_devices or jax.device_count())
     rules = tuple(_bound("logical_axis_rules"))
     divisor = sharding.batch_divisor_for_shape(dict(zip(mesh.axes, shape, strict=True)), rules)
     model = _bound("model")

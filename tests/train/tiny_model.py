@@ -1,7 +1,9 @@
 """A minimal GPT-style model following the models contract (preamble §4), for trainer tests.
 
-Registered temporarily (``MODELS.temporary("tiny_test_lm", TinyLM)``) so trainer tests do not
-depend on the model plugins. Parameters carry logical axis names like the real plugins.
+Registered as ``models.tiny_test_lm`` when imported (``--plugin_module tests.train.tiny_model``
+in subprocess tests), so trainer tests do not depend on the model plugins. Parameters carry
+logical axis names like the real plugins. ``data.slow_synthetic`` is the synthetic source with a
+delay per batch, so a test can kill a run in the middle.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from framework.data import Synthetic
+from framework.registry import DATA, MODELS
 
 
 def _init(names: tuple[str | None, ...], std: float = 0.02):
@@ -87,6 +92,7 @@ class TinyLMModule(nnx.Module):
         return self.wte.attend(x).astype(jnp.float32), None
 
 
+@MODELS.register("tiny_test_lm")
 @dataclasses.dataclass
 class TinyLM:
     vocab_size: int = 64
@@ -108,3 +114,25 @@ class TinyLM:
 
     def flops_per_token(self, seq_len: int) -> float:
         return 6 * self.num_params() + 12 * self.num_layers * self.d_model * seq_len
+
+
+@DATA.register("slow_synthetic")
+class SlowSynthetic(Synthetic.__wrapped__ if hasattr(Synthetic, "__wrapped__") else Synthetic):
+    """``data.synthetic`` that sleeps ``delay_s`` before each training batch."""
+
+    def __init__(self, vocab_size: int | None = None, delay_s: float = 0.05):
+        super().__init__(vocab_size)
+        self.delay_s = delay_s
+
+    def train_iterator(self, *args, **kwargs):
+        import time
+
+        inner = super().train_iterator(*args, **kwargs)
+        make = inner._make_batch
+
+        def slow(seed, index):
+            time.sleep(self.delay_s)
+            return make(seed, index)
+
+        inner._make_batch = slow
+        return inner
