@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -45,21 +46,102 @@ SpecialSet = Literal["all"] | Collection[str]
 # -- training ---------------------------------------------------------------------------------------
 
 
+def _load_core():
+    """The compiled core (``_bpe_core.c``, built at ``pip install``) or ``None``; set
+    ``DEEPDIVE_BPE_PURE_PYTHON=1`` to force the pure-Python trainer."""
+    if os.environ.get("DEEPDIVE_BPE_PURE_PYTHON", "") not in ("", "0"):
+        return None, "pure Python (DEEPDIVE_BPE_PURE_PYTHON is set)"
+    try:
+        from plugins.tokenizers import _bpe_core
+    except ImportError as error:
+        return None, f"pure Python (C extension unavailable: {error})"
+    return _bpe_core, "compiled C core"
+
+
+_core, ENGINE = _load_core()
+Engine = Literal["auto", "c", "python"]
+_log = logging.getLogger(__name__)
+_logged_engine = False
+
+
+def _use_core(engine: Engine):
+    """The compiled module when ``engine`` allows it (``c`` insists on it)."""
+    if engine == "python":
+        return None
+    if engine == "c" and _core is None:
+        raise ConfigError(f"the compiled BPE core is not available: {ENGINE}")
+    global _logged_engine
+    if not _logged_engine:
+        _log.info("BPE trainer: %s", ENGINE)
+        _logged_engine = True
+    return _core
+
+
+# Patterns the compiled splitter implements (mode = its matcher); others go through `regex`.
+_NATIVE_SPLIT = {rankfile.GPT4_PATTERN: 4, rankfile.GPT2_PATTERN: 2}
+_CLASS_RES = (regex.compile(r"\p{L}"), regex.compile(r"\p{N}"), regex.compile(r"\s"))
+_CONTRACTION_LETTERS = "sdmtlver"  # codes 1..8 in _bpe_core.c
+
+
+def _classifier(case_insensitive: bool) -> Callable[[int], int]:
+    """Character classes of one code point for the compiled splitter, taken from ``regex`` itself
+    (so they are the reference's): bit 0 \\p{L}, bit 1 \\p{N}, bit 2 \\s, bits 4-7 the
+    contraction letter it matches (case-insensitively for the GPT-4 pattern)."""
+    letters = [regex.compile(f"(?i:{c})" if case_insensitive else c) for c in _CONTRACTION_LETTERS]
+
+    def classify(cp: int) -> int:
+        ch = chr(cp)
+        value = sum(1 << bit for bit, r in enumerate(_CLASS_RES) if r.fullmatch(ch))
+        for code, r in enumerate(letters, start=1):
+            if r.fullmatch(ch):
+                value |= code << 4
+                break
+        return value
+
+    return classify
+
+
+_CLASSIFY = {4: _classifier(True), 2: _classifier(False)}
+
+
 def count_chunks(
-    texts: Iterable[str], pattern: str | None, counts: Counter[bytes] | None = None
+    texts: Iterable[str],
+    pattern: str | None,
+    counts: Counter[bytes] | None = None,
+    engine: Engine = "auto",
 ) -> Counter[bytes]:
-    """Frequency of each pre-split chunk (UTF-8 bytes). ``pattern=None`` keeps each text whole."""
+    """Frequency of each pre-split chunk (UTF-8 bytes). ``pattern=None`` keeps each text whole.
+
+    The GPT-4 and GPT-2 patterns are split by the compiled core when it is available (same
+    chunks as ``regex``; the tests check it), any other pattern by ``regex.findall``.
+    """
     counts = Counter() if counts is None else counts
+    core = _use_core(engine) if pattern in _NATIVE_SPLIT else None
+    if core is not None:
+        mode = _NATIVE_SPLIT[pattern]
+        local: dict[str, int] = {}
+        core.split_count(texts, mode, _CLASSIFY[mode], local)
+        for piece, n in local.items():
+            counts[piece.encode("utf-8", errors="surrogatepass")] += n
+        return counts
     findall = regex.compile(pattern).findall if pattern else None
     for text in texts:
         if findall is None:
             if text:
                 counts[text.encode("utf-8", errors="surrogatepass")] += 1
             continue
-        local: Counter[str] = Counter(findall(text))
-        for piece, n in local.items():
+        pieces: Counter[str] = Counter(findall(text))
+        for piece, n in pieces.items():
             counts[piece.encode("utf-8", errors="surrogatepass")] += n
     return counts
+
+
+def split_chunks(text: str, pattern: str) -> list[str]:
+    """The chunks of ``text`` from the compiled splitter (GPT-4/GPT-2 patterns; for tests)."""
+    mode = _NATIVE_SPLIT[pattern]
+    if _core is None:
+        raise ConfigError(f"the compiled BPE core is not available: {ENGINE}")
+    return _core.split(text, mode, _CLASSIFY[mode])
 
 
 # No chunk of the gpt4 pattern spans a newline followed by a non-space character (its `\s*[\r\n]`
@@ -69,12 +151,16 @@ _SAFE_CUT = regex.compile(r"(?<=\n)(?=\S)")
 _CUTTABLE = {rankfile.GPT4_PATTERN}
 
 
-def _count_part(args: tuple[list[str], str | None]) -> Counter[bytes]:
-    return count_chunks(args[0], args[1])
+def _count_part(args: tuple[list[str], str | None, Engine]) -> Counter[bytes]:
+    return count_chunks(args[0], args[1], engine=args[2])
 
 
 def count_chunks_parallel(
-    texts: Sequence[str], pattern: str | None, workers: int = 2, min_bytes: int = 4 << 20
+    texts: Sequence[str],
+    pattern: str | None,
+    workers: int = 2,
+    min_bytes: int = 4 << 20,
+    engine: Engine = "auto",
 ) -> Counter[bytes]:
     """:func:`count_chunks` spread over ``workers`` processes (same result; used for big inputs).
 
@@ -82,7 +168,7 @@ def count_chunks_parallel(
     """
     total = sum(len(t) for t in texts)
     if workers <= 1 or total < min_bytes:
-        return count_chunks(texts, pattern)
+        return count_chunks(texts, pattern, engine=engine)
     target = max(1, total // (workers * 4))
     pieces: list[str] = []
     for text in texts:
@@ -107,12 +193,27 @@ def count_chunks_parallel(
 
     counts: Counter[bytes] = Counter()
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for part in pool.imap_unordered(_count_part, [(p, pattern) for p in parts if p]):
+        for part in pool.imap_unordered(_count_part, [(p, pattern, engine) for p in parts if p]):
             counts.update(part)
     return counts
 
 
 def train_merges(
+    chunk_counts: Mapping[bytes, int],
+    num_merges: int,
+    progress: Callable[[int], None] | None = None,
+    engine: Engine = "auto",
+) -> list[tuple[int, int]]:
+    """The merges (``k``-th creates id ``256 + k``) for chunk frequencies, from the compiled core
+    when it is available (``engine="auto"``), else :func:`train_merges_python` (same merges)."""
+    core = _use_core(engine)
+    if core is None:
+        return train_merges_python(chunk_counts, num_merges, progress)
+    counts = chunk_counts if type(chunk_counts) in (dict, Counter) else dict(chunk_counts)
+    return core.train(counts, num_merges, progress)
+
+
+def train_merges_python(
     chunk_counts: Mapping[bytes, int],
     num_merges: int,
     progress: Callable[[int], None] | None = None,
