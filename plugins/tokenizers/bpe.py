@@ -413,15 +413,19 @@ class BPETokenizer:
         vocab_size: int,
         progress: Callable[[int], None] | None = None,
         chunk_counts: Counter[bytes] | None = None,
+        engine: Engine = "auto",
     ) -> BPETokenizer:
-        """Learn ``vocab_size - 256`` merges (special tokens are not counted in ``vocab_size``)."""
+        """Learn ``vocab_size - 256`` merges (special tokens are not counted in ``vocab_size``).
+
+        ``engine``: ``auto`` (the compiled core when built), ``c`` or ``python`` (same merges)."""
         if vocab_size < 256:
             raise ConfigError(f"VOCAB_SIZE must be >= 256 (256 bytes + merges), got {vocab_size}")
         split = None if self.pattern == rankfile.NO_SPLIT_PATTERN else self.pattern
         if chunk_counts is None:
-            chunk_counts = count_chunks_parallel(list(texts), split, self.num_threads)
-        counts = chunk_counts
-        merges = train_merges(counts, vocab_size - 256, progress)
+            chunk_counts = count_chunks_parallel(
+                list(texts), split, self.num_threads, engine=engine
+            )
+        merges = train_merges(chunk_counts, vocab_size - 256, progress, engine=engine)
         self.merges = merges
         self._set_vocab(
             ranks_from_merges(merges), special_ids(self.special_names, 256 + len(merges))
