@@ -82,7 +82,7 @@ DATATROVE_RUNNER = textwrap.dedent(
             steps = [
                 WarcReader(CONFIG["input_dir"], glob_pattern=CONFIG["glob"]),
                 URLFilter(exclusion_writer=removed("url")),
-                Trafilatura(favour_precision=True),
+                Trafilatura(favour_precision=True, timeout=CONFIG["timeout"]),
             ]
         else:
             steps = [JsonlReader(CONFIG["input_dir"], glob_pattern=CONFIG["glob"])]
@@ -159,7 +159,9 @@ def ensure_datatrove(venv: Path) -> Path:
 # runs
 
 
-def run_datatrove(venv: Path, mode: str, input_glob: str, out: Path, workers: int, ftz: str):
+def run_datatrove(
+    venv: Path, mode: str, input_glob: str, out: Path, workers: int, ftz: str, timeout: float = 1.0
+):
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     script = out / "run_datatrove.py"
@@ -171,6 +173,7 @@ def run_datatrove(venv: Path, mode: str, input_glob: str, out: Path, workers: in
         "output": str(out),
         "workers": workers,
         "ftz": ftz,
+        "timeout": timeout,
     }
     start = time.time()
     proc = subprocess.run(
@@ -268,6 +271,16 @@ def main() -> int:
     parser.add_argument("--dtvenv", default=None, help="datatrove virtual environment")
     parser.add_argument("--work_dir", default=None, help="keep outputs here (default: temp)")
     parser.add_argument("--skip_filters_only", action="store_true")
+    parser.add_argument(
+        "--datatrove_timeout",
+        type=float,
+        default=1.0,
+        help="datatrove's Trafilatura time limit in wall seconds (FineWeb: 1); on a loaded "
+        "machine wall-clock timeouts drop pages that deepdive (CPU-time limit) extracts",
+    )
+    parser.add_argument(
+        "--deepdive_timeout", type=float, default=1.0, help="deepdive's limit (CPU seconds)"
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -283,15 +296,22 @@ def main() -> int:
     log(f"{len(ids)} pages in {warc}; {args.workers} workers each; load average {load:.1f}")
 
     log("datatrove: whole chain ...")
-    dt_s, dt_total = run_datatrove(venv, "chain", warc, work / "dt_chain", args.workers, ftz)
+    dt_s, dt_total = run_datatrove(
+        venv, "chain", warc, work / "dt_chain", args.workers, ftz, args.datatrove_timeout
+    )
     log("deepdive: whole chain ...")
-    dd_s, dd_total, dd_stats = run_deepdive(warc, work / "dd_chain", args.workers, [])
+    timeout_binding = [f"--gin.extractors.trafilatura.timeout={args.deepdive_timeout}"]
+    dd_s, dd_total, dd_stats = run_deepdive(warc, work / "dd_chain", args.workers, timeout_binding)
     agree = agreement(decisions(work / "dt_chain", ids), decisions(work / "dd_chain", ids))
     result = {
         "pages": len(ids),
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
         "load_average_at_start": round(load, 2),
+        "timeouts": {
+            "datatrove_wall_s": args.datatrove_timeout,
+            "deepdive_cpu_s": args.deepdive_timeout,
+        },
         "chain": {
             "datatrove_pages_per_s": len(ids) / dt_s,
             "deepdive_pages_per_s": len(ids) / dd_s,
@@ -309,7 +329,11 @@ def main() -> int:
             warc,
             work / "dd_extract",
             args.workers,
-            ["--gin.fineweb.build.filters=[]", "--gin.fineweb.build.pre_filters=[]"],
+            [
+                "--gin.fineweb.build.filters=[]",
+                "--gin.fineweb.build.pre_filters=[]",
+                *timeout_binding,
+            ],
         )
         texts = str(work / "dd_extract" / "documents" / "*.jsonl.gz")
         n_texts = ext_stats["documents"]

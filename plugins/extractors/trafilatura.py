@@ -64,12 +64,24 @@ def _write_frame(stream: Any, tag: bytes, payload: str) -> None:
     stream.flush()
 
 
+def _read_exactly(stream: Any, size: int) -> bytes:
+    """``size`` bytes from a pipe (raw pipe reads may return fewer bytes than asked)."""
+    chunks = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
 def _read_frame(stream: Any) -> tuple[bytes, str]:
-    head = stream.read(9)
+    head = _read_exactly(stream, 9)
     if len(head) < 9:
         raise EOFError("extraction pipe closed")
     (size,) = struct.unpack("<Q", head[1:])
-    data = stream.read(size)
+    data = _read_exactly(stream, size)
     if len(data) < size:
         raise EOFError("extraction pipe closed mid-message")
     return head[:1], data.decode("utf-8", errors="surrogatepass")

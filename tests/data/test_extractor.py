@@ -100,3 +100,18 @@ def test_sandboxed_extraction_times_out_and_recovers():
         assert extractor.extract(page(2)) == Trafilatura(timeout=None).extract(page(2))
     finally:
         extractor.close()
+
+
+def test_sandbox_returns_texts_larger_than_a_pipe_buffer():
+    paragraphs = "".join(
+        f"<p>Paragraph {i}: a unique sentence about item {i} with enough words to be kept.</p>"
+        for i in range(3000)
+    )
+    html = f"<html><body><article>{paragraphs}</article></body></html>"
+    extractor = Trafilatura(timeout=60)
+    try:
+        text = extractor.extract(html)
+    finally:
+        extractor.close()
+    assert len(text.encode()) > 200_000  # several 64 KiB pipe buffers
+    assert text == Trafilatura(timeout=None).extract(html)
