@@ -188,6 +188,27 @@ def run_datatrove(
     return json.loads(lines[-1])["wall_s"], time.time() - start
 
 
+def datatrove_url_lists(venv: Path) -> list[str]:
+    """gin bindings pointing deepdive's url filter at the lists datatrove used in this run."""
+    probe = (
+        "import json; from datatrove.io import cached_assets_path; "
+        "from datatrove.pipeline.filters.url_filter import ASSETS_PATH; "
+        "print(json.dumps([str(cached_assets_path(library_name='datatrove', namespace='filters', "
+        "subfolder='url_filter')), str(ASSETS_PATH)]))"
+    )
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True
+    )
+    cache, assets = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [
+        f"--gin.filters.url.domain_files={json.dumps([cache + '/domains'])}",
+        f"--gin.filters.url.url_files={json.dumps([cache + '/urls'])}",
+        f"--gin.filters.url.banned_words_file={json.dumps(assets + '/banned_words.txt')}",
+        f"--gin.filters.url.soft_banned_words_file={json.dumps(assets + '/soft_banned_words.txt')}",
+        f"--gin.filters.url.banned_subwords_file={json.dumps(assets + '/banned_subwords.txt')}",
+    ]
+
+
 def run_deepdive(input_glob: str, out: Path, workers: int, bindings: list[str]):
     shutil.rmtree(out, ignore_errors=True)
     cmd = [
@@ -281,6 +302,13 @@ def main() -> int:
     parser.add_argument(
         "--deepdive_timeout", type=float, default=1.0, help="deepdive's limit (CPU seconds)"
     )
+    parser.add_argument(
+        "--url_lists",
+        choices=["datatrove", "deepdive"],
+        default="datatrove",
+        help="block lists for deepdive's url filter: datatrove's (its integrated UT1-derived "
+        "lists and word files, as in this comparison's datatrove run) or deepdive's defaults",
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -301,13 +329,18 @@ def main() -> int:
     )
     log("deepdive: whole chain ...")
     timeout_binding = [f"--gin.extractors.trafilatura.timeout={args.deepdive_timeout}"]
-    dd_s, dd_total, dd_stats = run_deepdive(warc, work / "dd_chain", args.workers, timeout_binding)
+    url_binding = datatrove_url_lists(venv) if args.url_lists == "datatrove" else []
+    dd_s, dd_total, dd_stats = run_deepdive(
+        warc, work / "dd_chain", args.workers, timeout_binding + url_binding
+    )
     agree = agreement(decisions(work / "dt_chain", ids), decisions(work / "dd_chain", ids))
     result = {
         "pages": len(ids),
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
         "load_average_at_start": round(load, 2),
+        "url_lists": args.url_lists,
+        "errors": {"deepdive": dd_stats["errors"]},
         "timeouts": {
             "datatrove_wall_s": args.datatrove_timeout,
             "deepdive_cpu_s": args.deepdive_timeout,
