@@ -36,6 +36,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.worker.statesampler import get_current_tracker
 
 from framework.document import Document, shard_name
 from framework.errors import ConfigError
@@ -56,7 +57,9 @@ PROGRESS_DIR = ".progress"
 
 def pipeline_options(beam_args: Sequence[str] | None) -> PipelineOptions:
     """Beam options from ``beam_args`` (unchanged), with the local multi-process default."""
-    args = list(beam_args or [])
+    from beam_pipelines import dask_runner
+
+    args = dask_runner.expand_args(beam_args or [])
     if is_local(args):
         given = {a.split("=", 1)[0] for a in args}
         args += [d for d in DEFAULT_LOCAL_OPTIONS if d.split("=", 1)[0] not in given]
@@ -93,15 +96,39 @@ def num_workers(beam_args: Sequence[str] | None) -> int:
 
 
 def count(name: str, n: int = 1) -> None:
-    """Increment the Beam counter ``deepdive:<name>`` (e.g. ``filter.url.dropped.domain``)."""
+    """Increment the Beam counter ``deepdive:<name>`` (e.g. ``filter.url.dropped.domain``).
+
+    Where the runner keeps no Beam metrics (no state tracker: the Dask runner), the count goes
+    to this process's own table, which :func:`take_worker_counters` hands over.
+    """
     if n:
-        Metrics.counter(NAMESPACE, name).inc(n)
+        if get_current_tracker() is None:
+            with _worker_lock:
+                _worker_counters[name] = _worker_counters.get(name, 0) + n
+        else:
+            Metrics.counter(NAMESPACE, name).inc(n)
+
+
+_worker_counters: dict[str, int] = {}
+_worker_lock = threading.Lock()
+
+
+def take_worker_counters() -> dict[str, int]:
+    """This process's counts made outside Beam metrics, then reset (one pipeline's worth)."""
+    global _worker_counters
+    with _worker_lock:
+        taken, _worker_counters = _worker_counters, {}
+    return taken
 
 
 def collect_counters(result: Any) -> dict[str, int]:
     """Totals of the ``deepdive`` counters of a finished pipeline (committed, else attempted)."""
     from apache_beam.metrics.metric import MetricsFilter
 
+    if type(result).__module__.startswith("apache_beam.runners.dask"):  # no Beam metrics there
+        from beam_pipelines import dask_runner
+
+        return dask_runner.take_counters(result)
     totals: dict[str, int] = {}
     query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     for counter in query["counters"]:
