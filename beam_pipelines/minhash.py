@@ -36,6 +36,7 @@ and are counted (``no_signature``).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -279,6 +280,60 @@ def _line_to_edge(line: str) -> tuple[Node, Node]:
     return tuple(a), tuple(b)
 
 
+class _WriteLinesFn(beam.DoFn):
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def process(self, element: tuple[int, Iterable[str]]) -> Iterator[str]:
+        from apache_beam.io.filesystems import FileSystems
+
+        part, lines = element
+        path = f"{self.prefix}-{part:05d}.jsonl"
+        with FileSystems.create(path) as f:
+            f.write("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+        yield path
+
+
+class WriteLines(beam.PTransform):
+    """Lines → ``<prefix>-NNNNN.jsonl``, written by a DoFn (not ``WriteToText``, whose finalize
+    step does not run on every runner, e.g. Beam's Dask runner)."""
+
+    def __init__(self, prefix: str, parts: int = 16):
+        super().__init__()
+        self.prefix = prefix
+        self.parts = max(1, parts)
+
+    def expand(self, pcoll):
+        parts = self.parts
+        return (
+            pcoll
+            | "KeyByPart" >> beam.Map(lambda line: (_stable_shard(line, parts), line))
+            | "GroupByPart" >> beam.GroupByKey()
+            | "WritePart" >> beam.ParDo(_WriteLinesFn(self.prefix))
+        )
+
+
+def read_lines(pipeline: beam.Pipeline, prefix: str, label: str) -> beam.PCollection:
+    """Lines of the files :class:`WriteLines` wrote under ``prefix`` (matched now)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    paths = sorted(m.path for r in FileSystems.match([prefix + "*"]) for m in r.metadata_list)
+    return (
+        pipeline
+        | f"{label}Files" >> beam.Create(paths)
+        | f"{label}Lines" >> beam.FlatMap(_file_lines)
+    )
+
+
+def _file_lines(path: str) -> Iterator[str]:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as f:
+        for line in io.TextIOWrapper(f, encoding="utf-8", errors="surrogatepass"):
+            if line.strip():
+                yield line.rstrip("\n")
+
+
 # ----------------------------------------------------------------------------------------------
 # optional: exact Jaccard of every candidate pair
 
@@ -477,18 +532,20 @@ class MinhashPipeline:
                     | "JoinLeft" >> beam.CoGroupByKey()
                     | "PairLeft" >> beam.FlatMap(_pair_with_left)
                 )
-                _ = (
+                jaccard = (
                     {"left": left, "shingles": signed.shingles}
                     | "JoinRight" >> beam.CoGroupByKey()
                     | "Jaccard" >> beam.ParDo(PairJaccard(self.jaccard_threshold))
                 )
             rounds = min(self.rounds_per_pipeline, self.max_rounds)
-            _ = (
+            written = (
                 edges
                 | "CC" >> ConnectedComponentRounds(1, rounds)
                 | "EdgeLines" >> beam.Map(_edge_to_line)
-                | "WriteEdges" >> beam.io.WriteToText(edges_prefix, file_name_suffix=".jsonl")
+                | "WriteEdges" >> WriteLines(edges_prefix, len(files))
             )
+            if self.verify_jaccard:  # one sink that needs both (Dask runs the last one only)
+                _ = (written, jaccard) | "AllSinks" >> beam.Flatten()
             result = p.run()
             result.wait_until_finish()
         timings["signatures_buckets_rounds_s"] = time.time() - start
@@ -502,12 +559,11 @@ class MinhashPipeline:
             next_prefix = FileSystems.join(work, f"edges_r{done_rounds}", "part")
             p = beam.Pipeline(options=options)
             _ = (
-                p
-                | "ReadEdges" >> beam.io.ReadFromText(edges_prefix + "*")
+                read_lines(p, edges_prefix, "ReadEdges")
                 | "ParseEdges" >> beam.Map(_line_to_edge)
                 | "CC" >> ConnectedComponentRounds(done_rounds + 1, rounds)
                 | "EdgeLines" >> beam.Map(_edge_to_line)
-                | "WriteEdges" >> beam.io.WriteToText(next_prefix, file_name_suffix=".jsonl")
+                | "WriteEdges" >> WriteLines(next_prefix, len(files))
             )
             result = p.run()
             result.wait_until_finish()
@@ -525,13 +581,12 @@ class MinhashPipeline:
         t = time.time()
         p = beam.Pipeline(options=options)
         removals = (
-            p
-            | "ReadEdges" >> beam.io.ReadFromText(edges_prefix + "*")
+            read_lines(p, edges_prefix, "ReadEdges")
             | "ParseEdges" >> beam.Map(_line_to_edge)
             | "Removal" >> beam.Map(_removal)
             | "OneCentre" >> beam.CombinePerKey(min)
         )
-        _ = (
+        cluster_parts = (
             removals
             | "ByCentre" >> beam.Map(lambda e: (e[1], e[0]))
             | "GroupClusters" >> beam.GroupByKey()
@@ -539,7 +594,7 @@ class MinhashPipeline:
             | "GroupParts" >> beam.GroupByKey()
             | "WriteParts" >> beam.ParDo(WriteClusterPart(work))
         )
-        _ = (
+        shards = (
             {
                 "path": p | "FileList" >> beam.Create(list(enumerate(files))),
                 "removed": removals | "ByFile" >> beam.Map(_removal_by_file),
@@ -547,6 +602,7 @@ class MinhashPipeline:
             | "JoinFiles" >> beam.CoGroupByKey()
             | "FilterFiles" >> beam.ParDo(FilterFileFn(self.output_dir, self.formatters))
         )
+        _ = (cluster_parts, shards) | "AllSinks" >> beam.Flatten()  # Dask runs the last sink only
         result = p.run()
         result.wait_until_finish()
         counters.update(common.collect_counters(result))
