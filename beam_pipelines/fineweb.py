@@ -22,6 +22,7 @@ an extraction timeout or a filter that raises all become ``errors/`` records wit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -238,9 +239,23 @@ class FinewebPipeline:
 
     # -- the Beam run -------------------------------------------------------------------------
     def files(self) -> list[str]:
+        """Input files: local globs, or ``scheme://`` globs through Beam's FileSystems."""
         from framework.document import expand_inputs
+        from framework.errors import InputError
 
-        return expand_inputs(self.input)
+        patterns = self.input if isinstance(self.input, list | tuple) else [self.input]
+        remote = [str(p) for p in patterns if "://" in str(p)]
+        local = [p for p in patterns if "://" not in str(p)]
+        files = expand_inputs(local) if local else []
+        if remote:
+            from apache_beam.io.filesystems import FileSystems
+
+            for pattern in remote:
+                found = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+                if not found:
+                    raise InputError(f"input {pattern}: no files match")
+                files += sorted(found)
+        return files
 
     def run(self, beam_args: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
         """Run the pipeline; returns the stats written to ``stats.json`` (then ``COMPLETED``)."""
@@ -252,7 +267,7 @@ class FinewebPipeline:
         options = common.pipeline_options(beam_args)
         shards = self.num_shards or max(1, len(files))
         output_dir = self.output_dir
-        local = common.is_local(beam_args)
+        local = common.is_local(beam_args) and "://" not in str(output_dir)
         if local:
             os.makedirs(os.path.join(output_dir, "documents"), exist_ok=True)
         start = time.time()
@@ -365,6 +380,26 @@ def _write_remote(output_dir: str, stats: dict[str, Any]) -> None:
 import apache_beam as beam  # noqa: E402
 
 
+@contextlib.contextmanager
+def _local_copy(path: str) -> Iterator[str]:
+    """``path`` itself when local; else a streamed temporary copy (gs://, s3://, hdfs://...)."""
+    if "://" not in path:
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    suffix = "".join(os.path.basename(path).partition(".")[1:])
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as src:
+            shutil.copyfileobj(src, tmp, 1 << 20)
+        tmp.flush()
+        yield tmp.name
+
+
 class ReadFileFn(beam.DoFn):
     """One input file → its pages, text documents and error records; skips are only counted."""
 
@@ -372,11 +407,14 @@ class ReadFileFn(beam.DoFn):
         from beam_pipelines import common
 
         skipped: dict[str, int] = {}
-        for item in read_any(path):
-            if item.kind == "skip":
-                skipped[item.reason] = skipped.get(item.reason, 0) + 1
-                continue
-            yield item
+        with _local_copy(path) as local_path:
+            for item in read_any(local_path):
+                if item.kind == "skip":
+                    skipped[item.reason] = skipped.get(item.reason, 0) + 1
+                    continue
+                if local_path != path and item.doc is not None:
+                    item.doc.metadata["source"] = path
+                yield item
         for reason, n in skipped.items():
             common.count(f"read.skipped.{_reason_key(reason)}", n)
 
