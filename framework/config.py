@@ -3,8 +3,9 @@
 * ``--gin_file F`` (repeatable, applied in order, later wins) and ``--gin.NAME=VALUE`` (repeatable,
   applied after every file). ``--gin.MODEL_DIR='"runs/x"'`` binds a macro;
   ``--gin.train.steps=10`` binds a parameter.
-* A file path resolves against the working directory, then ``experiments/``; ``include`` lines
-  inside gin files resolve the same way.
+* A file path resolves against the working directory, then ``experiments/``, then the
+  repository root (so ``experiments/x.gin`` works from anywhere); ``include`` lines inside gin
+  files resolve the same way.
 * Unknown configurables, unknown parameters and parse errors become one :class:`ConfigError`
   line naming the file (or binding), the problem and a suggestion.
 * Macros set to ``%gin.REQUIRED`` and never overridden are found eagerly, before any compute.
@@ -50,7 +51,7 @@ def search_places(path: str) -> list[Path]:
     p = Path(path)
     if p.is_absolute():
         return [p]
-    return [Path.cwd() / p, EXPERIMENTS_DIR / p]
+    return [Path.cwd() / p, EXPERIMENTS_DIR / p, REPO_ROOT / p]
 
 
 def resolve_gin_file(path: str) -> Path:
