@@ -146,6 +146,7 @@ def _run_train(args: argparse.Namespace) -> int:
     output_dir = config.query("OUTPUT_DIR") or config.query("train_tokenizer.output_dir")
     stats = train_tokenizer()
     config.write_run_files(output_dir, parsed, training=stats)
+    (Path(output_dir) / "COMPLETED").write_text("")  # last: marks a finished tokenizer directory
     print(
         f"saved {output_dir}: vocab {stats['vocab_size']}, {stats['bytes'] / 1e6:.2f} MB in "
         f"{stats['seconds']:.1f} s ({stats['mb_per_s']} MB/s)"
