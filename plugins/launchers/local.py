@@ -42,6 +42,15 @@ def default_train_command() -> list[str]:
     return [sys.executable, "-m", "framework", "train"]
 
 
+def _newest_checkpoint(run_dir: Path) -> int | None:
+    """The newest finished checkpoint step in ``run_dir/checkpoints`` (orbax: ``<step>/``)."""
+    try:
+        steps = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+    except OSError:
+        return None
+    return max(steps, default=None)
+
+
 @LAUNCHERS.register("local")
 class LocalLauncher:
     """Run the sweep's runs as local subprocesses, ``parallel`` at a time.
@@ -121,10 +130,10 @@ class LocalLauncher:
         cmd = self.command(run_dir)
         previous = backend_lib.read_state(run_dir)
         attempt = int(previous.get("attempts", 0)) + 1
-        resumed = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
+        resumed = _newest_checkpoint(run_dir)  # the step training will resume from, or None
         log = open(run_dir / "train.log", "a")  # noqa: SIM115 - handed to the child, closed on exit
         log.write(
-            f"\n==== attempt {attempt} ({'resume' if resumed else 'start'}) "
+            f"\n==== attempt {attempt} ({f'resume from step {resumed}' if resumed is not None else 'start'}) "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n"
         )
         log.flush()

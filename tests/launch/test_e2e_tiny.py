@@ -42,6 +42,12 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _checkpointed(run_dir: Path) -> bool:
+    """A finished orbax checkpoint: ``checkpoints/<step>/`` (temporary names are not digits)."""
+    ckpts = run_dir / "checkpoints"
+    return ckpts.exists() and any(p.name.isdigit() for p in ckpts.iterdir())
+
+
 def _launch(root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "framework", "sweep", "launch", "runs/tiny_lr_width",
@@ -65,14 +71,19 @@ def test_tiny_lr_width_sweep_end_to_end_with_interruption(tmp_path, monkeypatch)
 
     proc = _launch(tmp_path)
     deadline = time.time() + 900
-    while not any((sweep_dir / r.run_id / "checkpoints").exists() for r in s.runs):
+    while not any(_checkpointed(sweep_dir / r.run_id) for r in s.runs):
         assert proc.poll() is None, proc.stdout.read()
         assert time.time() < deadline, "no checkpoint within 15 minutes"
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its children
     proc.wait()
-    before = {r.run_id: r.state for r in results.collect(s, sweep_dir)}
-    assert "interrupted" in before.values() and "running" not in before.values()
+    deadline = time.time() + 60  # SIGKILLed trainers take a moment to exit and be reaped
+    while True:
+        before = {r.run_id: r.state for r in results.collect(s, sweep_dir)}
+        if "running" not in before.values() or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert "interrupted" in before.values() and "running" not in before.values(), before
     interrupted = [run_id for run_id, state in before.items() if state == "interrupted"]
 
     proc = _launch(tmp_path)
@@ -80,7 +91,7 @@ def test_tiny_lr_width_sweep_end_to_end_with_interruption(tmp_path, monkeypatch)
     assert proc.returncode == 0, out[-3000:]
     for run_id in interrupted:
         log = (sweep_dir / run_id / "train.log").read_text()
-        assert "==== attempt 2 (resume)" in log
+        assert "==== attempt 2 (resume from step " in log
 
     done = subprocess.run(
         [sys.executable, "-m", "framework", "sweep", "results", "runs/tiny_lr_width"],

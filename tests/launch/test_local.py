@@ -153,7 +153,7 @@ def test_killed_sweep_resumes_on_relaunch_and_produces_results(project):
         assert (sweep_dir / run.run_id / "COMPLETED").exists()
     # the interrupted run resumed from its newest checkpoint instead of starting again
     log = (sweep_dir / first / "train.log").read_text()
-    assert "==== attempt 1 (start)" in log and "==== attempt 2 (resume)" in log
+    assert "==== attempt 1 (start)" in log and "==== attempt 2 (resume from step " in log
     steps = [json.loads(line)["step"] for line in (sweep_dir / first / "metrics.jsonl").open()]
     second_attempt = steps[steps.index(killed_at) + 1 :]
     assert steps.count(1) == 1 and second_attempt[0] <= killed_at + 1 and steps[-1] == 12
