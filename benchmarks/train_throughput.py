@@ -86,7 +86,9 @@ def deepdive_side(name: str, steps: int, threads: int, allocator: str | None) ->
         code, rss, text = run_child(cmd, child_env(threads, allocator))
         if code != 0:
             raise SystemExit(f"deepdive {name} failed ({code}):\n{text[-3000:]}")
-        rows = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().split()]
+        rows = [
+            json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
     warm = [r["tokens_per_s"] for r in rows if r["step"] > max(2, steps // 4)]
     return {"tokens_per_s": statistics.median(warm), "peak_gib": rss,
             "mfu": statistics.median(r["mfu"] for r in rows if r["step"] > 2)}  # fmt: skip
