@@ -128,7 +128,15 @@ async function refresh() {
   document.body.dataset.ready = '1';
 }
 document.getElementById('text').addEventListener('input', refresh);
-refresh();
+// ?text=... fills the box as a paste would (shareable links; the headless-browser test uses it)
+const given = new URLSearchParams(location.search).get('text');
+if (given !== null) {
+  const box = document.getElementById('text');
+  box.value = given;
+  box.dispatchEvent(new Event('input'));
+} else {
+  refresh();
+}
 </script></body></html>
 """
 
@@ -155,7 +163,7 @@ def make_handler(tokenizers: list[Any]) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
-            if self.path in ("/", "/index.html"):
+            if self.path.split("?", 1)[0] in ("/", "/index.html"):  # ?text=... is read by the page
                 self._send(HTTPStatus.OK, render_page(), "text/html; charset=utf-8")
             else:
                 self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
