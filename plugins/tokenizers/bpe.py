@@ -586,9 +586,16 @@ class BPETokenizer:
         disallowed_special: SpecialSet = "all",
         num_threads: int | None = None,
     ) -> list[list[int]]:
+        threads = num_threads or self.num_threads
+        if threads <= 1:  # no thread pool for one thread
+            encode = self.encoding.encode
+            return [
+                encode(t, allowed_special=allowed_special, disallowed_special=disallowed_special)
+                for t in texts
+            ]
         return self.encoding.encode_batch(
             list(texts),
-            num_threads=num_threads or self.num_threads,
+            num_threads=threads,
             allowed_special=allowed_special,
             disallowed_special=disallowed_special,
         )
