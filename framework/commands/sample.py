@@ -140,6 +140,43 @@ class _Streamer:
         self.out.flush()
 
 
+def _continue_past_context(
+    generator, tokenizer, config, first, requested, context, streamer, stats
+):
+    """One sequence longer than the model's context: when a segment ends by length, start the
+    next from the last half-context of tokens (llama.cpp's context shift, by re-prefilling)."""
+    done = first
+    segment = 1
+    while done.finish_reason == "length" and len(done.tokens) < requested:
+        history = (done.prompt_tokens + done.tokens)[-(context // 2) :]
+        budget = min(requested - len(done.tokens), context - len(history))
+        offset_text = done.text or ""
+
+        def update(parts, offset_text=offset_text):
+            part = parts[0]
+            streamer.update([dataclasses.replace(part, text=offset_text + (part.text or ""))])
+
+        (part,) = generator.generate(
+            [history],
+            max_new_tokens=budget,
+            seed=config.seed + segment,
+            stop_strings=config.stop,
+            decode=tokenizer.decode,
+            stream_every=config.stream_every if streamer else 0,
+            on_update=update if streamer else None,
+            stats=stats,
+        )
+        done = dataclasses.replace(
+            done,
+            tokens=done.tokens + part.tokens,
+            logprobs=done.logprobs + part.logprobs,
+            finish_reason=part.finish_reason,
+            text=offset_text + (part.text or ""),
+        )
+        segment += 1
+    return done
+
+
 def run(args: argparse.Namespace) -> int:
     cli.configure(args)
     config = settings(args)
@@ -161,15 +198,18 @@ def run(args: argparse.Namespace) -> int:
     encoded = [_encode(tokenizer, p) if p else [] for p in prompts]
     context = int(getattr(model_config, "max_seq_len", 0) or 0)
     longest = max(len(e) or 1 for e in encoded)
+    requested = config.max_new_tokens
+    single = len(prompts) * config.num_samples == 1
     if context and longest + config.max_new_tokens > context:
         fit = max(1, context - longest)
-        if fit < config.max_new_tokens:
+        if not single:
             print(
                 f"deepdive sample: the model's context is {context} tokens and the longest "
-                f"prompt has {longest}: generating {fit} tokens, not {config.max_new_tokens}",
+                f"prompt has {longest}: generating {fit} tokens, not {config.max_new_tokens} "
+                "(one prompt and one sample continue past the context instead)",
                 file=sys.stderr,
             )
-            config = dataclasses.replace(config, max_new_tokens=fit)
+        config = dataclasses.replace(config, max_new_tokens=fit)
     mesh = config.mesh.make() if config.mesh is not None else None
     generator = sample.Generator(
         model,
@@ -189,7 +229,6 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     to_stdout_json = args.json == "-"
-    single = len(prompts) * config.num_samples == 1
     stream = single and not args.no_stream and not to_stdout_json
     streamer = _Streamer(config.stop) if stream else None
     if stream:
@@ -207,6 +246,12 @@ def run(args: argparse.Namespace) -> int:
         on_update=streamer.update if stream else None,
         stats=stats,
     )
+    if single and context:
+        completions = [
+            _continue_past_context(
+                generator, tokenizer, config, completions[0], requested, context, streamer, stats
+            )
+        ]
     if stream:
         streamer.finish(completions[0])
     elif not to_stdout_json:
