@@ -100,23 +100,24 @@ class TokenizeSpec:
                 | "Files" >> beam.Create(files)
                 | "Reshuffle" >> beam.Reshuffle()
                 | "Tokenize"
-                >> beam.ParDo(
-                    TokenizeFileFn(self.tokenizer, dtype, self.batch_size, out)
-                ).with_outputs("errors", main="docs")
+                >> beam.ParDo(TokenizeFileFn(self.tokenizer, dtype, self.batch_size, out))
             )
-            docs = records.docs
+            # one output split by type, not tagged outputs (Beam's Dask runner mixes those)
+            docs = records | "Docs" >> beam.Filter(lambda r: isinstance(r, dict))
+            errors = records | "Errors" >> beam.Filter(lambda r: isinstance(r, tuple))
             smallest = beam.pvalue.AsSingleton(
                 docs
                 | "Fraction" >> beam.Map(lambda r: r["fraction"])
                 | "Smallest" >> beam.CombineGlobally(lambda xs: min(xs, default=2.0))
             )
-            (
+            written = (
                 docs
                 | "Assign" >> beam.Map(assign_shard, smallest, self.validation_fraction, shards)
                 | "GroupByShard" >> beam.GroupByKey()
                 | "Write" >> beam.ParDo(WriteTokenShardFn(out))
             )
-            _ = records.errors | "ErrorShards" >> common.WriteShards(out, 1)
+            error_paths = errors | "ErrorShards" >> common.WriteShards(out, 1)
+            _ = (written, error_paths) | "AllSinks" >> beam.Flatten()  # Dask runs the last only
             result = pipeline.run()
             result.wait_until_finish()
         counters = common.collect_counters(result)
@@ -196,7 +197,8 @@ def _read_records(path: str) -> Iterator[tuple[int, Document | None, str | None,
 
 
 class TokenizeFileFn(beam.DoFn):
-    """One input file → a record per document (id, tokens as bytes, counts); bad lines → errors."""
+    """One input file → a record (dict) per document (id, tokens as bytes, counts), and an
+    ``("errors", Document)`` pair per bad line."""
 
     def __init__(self, tokenizer_path: str, dtype: str, batch_size: int, output_dir: str):
         self.tokenizer_path = tokenizer_path
@@ -240,19 +242,16 @@ class TokenizeFileFn(beam.DoFn):
         for line_no, doc, error, raw in _read_records(path):
             if doc is None:
                 common.count("tokenize.malformed")
-                yield beam.pvalue.TaggedOutput(
+                yield (
                     "errors",
-                    (
-                        "errors",
-                        Document(
-                            id=f"{os.path.basename(path)}:{line_no + 1}",
-                            text=raw[:100_000],
-                            metadata={
-                                "error": f"malformed_record: {error}",
-                                "stage": "tokenize",
-                                "source": path,
-                            },
-                        ),
+                    Document(
+                        id=f"{os.path.basename(path)}:{line_no + 1}",
+                        text=raw[:100_000],
+                        metadata={
+                            "error": f"malformed_record: {error}",
+                            "stage": "tokenize",
+                            "source": path,
+                        },
                     ),
                 )
                 continue
