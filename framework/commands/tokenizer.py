@@ -97,9 +97,12 @@ def train_tokenizer(
     start = time.perf_counter()
     kwargs: dict[str, Any] = {}
     bar = None
+    engine = None
     if getattr(tokenizer, "kind", None) == "bpe":
+        from plugins.tokenizers.bpe import ENGINE as engine
+
         print(
-            f"counting chunks in {len(texts)} texts ({n_bytes / 1e6:.1f} MB)...",
+            f"counting chunks in {len(texts)} texts ({n_bytes / 1e6:.1f} MB); trainer: {engine}",
             file=sys.stderr,
         )
         bar = tqdm(
@@ -122,6 +125,8 @@ def train_tokenizer(
         "mb_per_s": round(n_bytes / 1e6 / seconds, 3) if seconds > 0 else None,
         "vocab_size": tokenizer.vocab_size,
     }
+    if engine is not None:
+        stats["trainer"] = engine
     (out / "training.json").write_text(json.dumps(stats, indent=2))
     return stats
 
