@@ -262,3 +262,53 @@ def test_llama_default_mlp_width_follows_meta_rule():
     config = MODELS.get("llama")(d_model=4096, num_heads=32, num_kv_heads=8)
     assert config.hidden_dim == 11008  # Llama-2 7B
     assert MODELS.get("llama")(d_model=4096, num_heads=32, mlp_dim=14336).hidden_dim == 14336
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_lowmem_attention_matches_xla_values_and_gradients(heads, kv_heads, masked):
+    rng = np.random.default_rng(heads + kv_heads + masked)
+    q = jnp.asarray(rng.normal(size=(2, 9, heads, 8)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(2, 9, kv_heads, 8)), jnp.float32) for _ in range(2))
+    if masked:  # causal + random padded keys, with fully masked rows (padding queries)
+        keep = rng.random((2, 1, 1, 9)) > 0.3
+        keep[0, 0, 0, 0] = False
+        kw = dict(mask=jnp.asarray(np.tril(np.ones((9, 9), bool))[None, None] & keep))
+    else:
+        kw = dict(is_causal=True)
+
+    def reference(q, k, v):
+        return jnp.sum(jnp.sin(jax.nn.dot_product_attention(q, k, v, **kw)))
+
+    def ours(q, k, v):
+        return jnp.sum(jnp.sin(layers.lowmem_attention(q, k, v, **kw)))
+
+    assert float(ours(q, k, v)) == pytest.approx(float(reference(q, k, v)), abs=1e-5)
+    for a, b in zip(
+        jax.grad(ours, (0, 1, 2))(q, k, v), jax.grad(reference, (0, 1, 2))(q, k, v), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_lowmem_model_matches_default_attention():
+    base = dict(
+        vocab_size=64,
+        max_seq_len=16,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        d_model=32,
+        mlp_dim=48,
+    )
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 12)), jnp.int32)
+    grads = []
+    for impl in (None, "lowmem"):
+        model = MODELS.get("llama")(**base, attention_impl=impl).build(nnx.Rngs(0))
+        graphdef, params = nnx.split(model, nnx.Param)
+
+        def loss(p, graphdef=graphdef):
+            return jnp.mean(jax.nn.log_softmax(nnx.merge(graphdef, p)(tokens)[0]) ** 2)
+
+        grads.append(jax.grad(loss)(params))
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
