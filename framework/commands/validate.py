@@ -34,7 +34,11 @@ def run_command_checks(args: argparse.Namespace) -> list[str]:
         module = importlib.import_module(module_name)
         top = getattr(module, "TOP_LEVEL", None)
         check = getattr(module, "validate_config", None)
-        if top and check and any(s == top or s.startswith(top + ".") for s in bound):
+        if (
+            top
+            and check
+            and any(s == top or s.startswith(top + ".") or s.endswith("." + top) for s in bound)
+        ):
             check(args)
             checked.append(name)
     return checked
