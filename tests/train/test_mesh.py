@@ -1,6 +1,7 @@
 """A (2,2,2) data x fsdp x tensor CPU mesh trains like one device, with the promised shardings."""
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -20,6 +21,7 @@ def _run(tmp_path, name, mesh_bindings):
     return losses(model_dir)
 
 
+@pytest.mark.slow
 def test_2x2x2_mesh_matches_one_device(tmp_path):
     one = _run(tmp_path, "one", ["sharding.MeshConfig.shape = (1, 1, 1)",
                                  "sharding.MeshConfig.num_devices = 1"])  # fmt: skip

@@ -38,6 +38,7 @@ def test_cli_dry_run_exit_code(tmp_path):
     assert cli.main(argv) == 2
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = tmp_path / "run"
     parsed = config.parse(["base/train.gin"], bindings(
