@@ -1,9 +1,9 @@
 """A (2,2,2) data x fsdp x tensor CPU mesh trains like one device, with the promised shardings."""
 
 import jax
-import pytest
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
