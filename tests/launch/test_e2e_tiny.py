@@ -85,13 +85,17 @@ def test_tiny_lr_width_sweep_end_to_end_with_interruption(tmp_path, monkeypatch)
         time.sleep(0.5)
     assert "interrupted" in before.values() and "running" not in before.values(), before
     interrupted = [run_id for run_id, state in before.items() if state == "interrupted"]
+    checkpointed = [r.run_id for r in s.runs if _checkpointed(sweep_dir / r.run_id)]
+    assert checkpointed
 
     proc = _launch(tmp_path)
     out, _ = proc.communicate(timeout=1500)
     assert proc.returncode == 0, out[-3000:]
-    for run_id in interrupted:
+    for run_id in interrupted:  # started again; from its checkpoint when it had one
         log = (sweep_dir / run_id / "train.log").read_text()
-        assert "==== attempt 2 (resume from step " in log
+        assert "==== attempt 2 (" in log
+        if run_id in checkpointed:
+            assert "==== attempt 2 (resume from step " in log and "resumed from checkpoint" in log
 
     done = subprocess.run(
         [sys.executable, "-m", "framework", "sweep", "results", "runs/tiny_lr_width"],
