@@ -96,6 +96,8 @@ def deepdive_side(name: str, steps: int, threads: int, allocator: str | None) ->
 
 def torch_worker(name: str, steps: int, threads: int) -> None:
     """The PyTorch side (runs in its own process): prints one JSON line."""
+    here = Path(__file__).resolve().parent  # benchmarks/ must not shadow HF's `tokenizers`
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
