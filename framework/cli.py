@@ -11,9 +11,11 @@ Exit codes: 0 success, 2 bad input or configuration (one line on stderr), 1 inte
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -160,10 +162,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deepdive: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - last resort: internal error with a traceback
+    except Exception as error:  # noqa: BLE001 - last resort: internal error with a traceback
+        if (message := storage_error(error)) is not None:
+            print(f"deepdive: error: {message}", file=sys.stderr)
+            return 1
         traceback.print_exc()
         print("deepdive: internal error (the traceback above)", file=sys.stderr)
         return 1
+
+
+# errno of a full disk, a file over the size limit (RLIMIT_FSIZE) and an exceeded quota
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left",
+    errno.EFBIG: "file too large",
+    errno.EDQUOT: "quota exceeded",
+}
+
+
+def storage_error(error: BaseException) -> str | None:
+    """One line for a write that failed for lack of space (also when wrapped, e.g. by orbax /
+    tensorstore, which report ``[os_error_code='28']``); None for any other error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        code = getattr(seen, "errno", None)
+        if code not in _STORAGE_ERRNOS:
+            found = re.search(r"os_error_code='?(\d+)", str(seen))
+            code = int(found.group(1)) if found else None
+        if code in _STORAGE_ERRNOS:
+            detail = " ".join(str(seen).split())
+            return (
+                f"out of disk space ({_STORAGE_ERRNOS[code]}): {detail[:500]} — completed "
+                "checkpoints and finished outputs are left as they were; free space and rerun"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def import_command_modules() -> None:
