@@ -199,13 +199,17 @@ def storage_error(error: BaseException) -> str | None:
 
 
 def import_command_modules() -> None:
-    """Import every built command module, so their top-level gin configurables are registered."""
+    """Import every built command module and call its ``register_configurables()`` hook, so every
+    command's top-level gin configurable is known before any gin file is parsed."""
     for name, (module_name, _help) in COMMANDS.items():
-        if command_available(name) and module_name not in sys.modules:
-            try:
-                importlib.import_module(module_name)
-            except Exception as error:  # noqa: BLE001 - one broken command must not block others
-                print(f"warning: command {name!r} failed to import: {error}", file=sys.stderr)
+        if not command_available(name):
+            continue
+        try:
+            hook = getattr(importlib.import_module(module_name), "register_configurables", None)
+            if callable(hook):
+                hook()
+        except Exception as error:  # noqa: BLE001 - one broken command must not block others
+            print(f"warning: command {name!r} failed to import: {error}", file=sys.stderr)
 
 
 def configure(args: argparse.Namespace, check_required: bool = True):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import importlib.metadata
 import inspect
 import re
@@ -131,12 +132,17 @@ _ALL_NAMES: dict[str, str] = {}  # name -> kind, for uniqueness across kinds
 REGISTRIES: dict[str, Registry] = {}
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    try:
+        return importlib.metadata.packages_distributions()
+    except Exception:  # noqa: BLE001 - metadata lookup is best effort
+        return {}
+
+
 def _distribution_of(module_name: str) -> str:
     top = module_name.split(".")[0]
-    try:
-        dists = importlib.metadata.packages_distributions().get(top, [])
-    except Exception:  # noqa: BLE001 - metadata lookup is best effort
-        dists = []
+    dists = _packages_distributions().get(top, [])
     if not dists:
         return "deepdive" if top in {"plugins", "framework", "beam_pipelines"} else "local"
     name = dists[0]

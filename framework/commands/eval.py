@@ -111,9 +111,9 @@ class Split:
 
 def settings(args: argparse.Namespace) -> EvalConfig:
     config = EvalConfig()
-    if args.num_batches is not None:
+    if getattr(args, "num_batches", None) is not None:
         config = dataclasses.replace(config, num_batches=args.num_batches)
-    if args.step is not None:
+    if getattr(args, "step", None) is not None:
         config = dataclasses.replace(config, step=args.step)
     if not config.model_dir:
         raise ConfigError("evaluate.model_dir is not set; pass --gin.MODEL_DIR='\"DIR\"'")

@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_default_gin_file="base/tokenize.gin")
 
 
+def register_configurables() -> None:
+    """Make ``tokenize.build`` known to gin (every command's configure calls this)."""
+    from beam_pipelines import tokenize  # noqa: F401
+
+
 def build_spec(args: argparse.Namespace):
     from beam_pipelines import tokenize  # registers the tokenize.build configurable
 

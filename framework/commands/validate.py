@@ -39,22 +39,24 @@ def run_command_checks(args: argparse.Namespace) -> list[str]:
             and check
             and any(s == top or s.startswith(top + ".") or s.endswith("." + top) for s in bound)
         ):
-            check(args)
+            check(command_args(module, args))
             checked.append(name)
     return checked
 
 
-def register_command_configurables() -> None:
-    """Let commands register their top-level gin configurables (``register_configurables()``)."""
-    for name, (module_name, _help) in cli.COMMANDS.items():
-        if cli.command_available(name):
-            hook = getattr(importlib.import_module(module_name), "register_configurables", None)
-            if callable(hook):
-                hook()
+def command_args(module, args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` completed with the defaults of ``module``'s own options, for its checks."""
+    parser = argparse.ArgumentParser(add_help=False)
+    module.add_arguments(parser)
+    defaults = {
+        a.dest: a.default
+        for a in parser._actions  # noqa: SLF001
+        if a.dest not in (argparse.SUPPRESS, "help")
+    }
+    return argparse.Namespace(**{**defaults, **vars(args)})
 
 
 def run(args: argparse.Namespace) -> int:
-    register_command_configurables()
     parsed = cli.configure(args)
     built = config.build_references()
     checked = run_command_checks(args)

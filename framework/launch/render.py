@@ -132,18 +132,18 @@ def _train_checks(args: argparse.Namespace) -> None:
     except Exception:  # noqa: BLE001
         return
     if any(sel in (top, canonical) for (_scope, sel) in gin.config._CONFIG):  # noqa: SLF001
-        parser = argparse.ArgumentParser(add_help=False)
-        module.add_arguments(parser)
-        defaults = {a.dest: a.default for a in parser._actions if a.dest != argparse.SUPPRESS}  # noqa: SLF001
-        check(argparse.Namespace(**{**defaults, **vars(args)}))
+        from framework.commands import validate
+
+        check(validate.command_args(module, args))
 
 
 def validate_run_gin(run_gin: Path, root: Path, bindings: list[str] = ()) -> dict[str, Any]:
     """``deepdive validate --gin_file run_gin`` in-process; returns facts the launchers use."""
+    from framework import cli
     from framework.commands import validate
 
-    validate.register_command_configurables()  # as `deepdive validate` does
     discovery.load_plugins()
+    cli.import_command_modules()  # every command's top-level configurable, as configure() does
     args = argparse.Namespace(
         gin_file=[str(run_gin)],
         gin_bindings=list(bindings),
