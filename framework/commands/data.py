@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from framework import cli, config
+from framework import config
+from framework.commands import beam_command
 from framework.errors import ConfigError
 
 HELP = "FineWeb-style processing of web pages: WARC/HTML/JSONL → clean documents (Beam)"
@@ -37,34 +38,17 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli.add_common_arguments(parser)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the outputs of a completed run"
-    )
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--dry_run", action="store_true", help="parse, build every plugin and list inputs; no run"
-    )
-    parser.set_defaults(_default_gin_file="data/fineweb.gin")
+    beam_command.add_arguments(parser, "data/fineweb.gin")
 
 
 def register_configurables() -> None:
-    """Make ``fineweb.build`` known to gin (``deepdive validate`` calls this)."""
+    """Make ``fineweb.build`` known to gin before any gin file is parsed."""
     from beam_pipelines import fineweb  # noqa: F401
 
 
 def build_pipeline(args: argparse.Namespace, check_required: bool = True):
     """Parse the configuration and return (parsed config, FinewebPipeline)."""
-    from beam_pipelines import fineweb  # registers the fineweb.build configurable
-
-    parsed = cli.configure(args, check_required=check_required)
-    try:
-        spec = fineweb.build()
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"fineweb.build: {' '.join(str(error).split())}") from None
-    return parsed, spec
+    return beam_command.build_spec(args, "fineweb", check_required)
 
 
 def validate_config(args: argparse.Namespace) -> None:
@@ -93,12 +77,7 @@ def run(args: argparse.Namespace) -> int:
             + " → ".join(name for name, _ in spec.ordered_steps())
         )
         return 0
-    from beam_pipelines import common
-
-    local = common.is_local(args.beam_options)
-    if local:
-        common.prepare_output_dir(spec.output_dir, args.overwrite, OWNED_OUTPUTS)
-        config.write_run_files(spec.output_dir, parsed, input_files=files)
+    beam_command.prepare_outputs(args, spec, parsed, OWNED_OUTPUTS, files)
     stats = spec.run(args.beam_options, progress=not args.no_progress)
     removed = sum(stats["removed"].values())
     print(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from framework import cli, config
-from framework.errors import ConfigError
+from framework import config
+from framework.commands import beam_command
 
 HELP = "MinHash near-duplicate removal of documents, FineWeb's settings (Beam)"
 TOP_LEVEL = "minhash.build"
@@ -35,34 +35,17 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli.add_common_arguments(parser)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the outputs of a completed run"
-    )
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--dry_run", action="store_true", help="parse, build every plugin and list inputs; no run"
-    )
-    parser.set_defaults(_default_gin_file="data/minhash.gin")
+    beam_command.add_arguments(parser, "data/minhash.gin")
 
 
 def register_configurables() -> None:
-    """Make ``minhash.build`` known to gin (``deepdive validate`` calls this)."""
+    """Make ``minhash.build`` known to gin before any gin file is parsed."""
     from beam_pipelines import minhash  # noqa: F401
 
 
 def build_pipeline(args: argparse.Namespace, check_required: bool = True):
     """Parse the configuration and return (parsed config, MinhashPipeline)."""
-    from beam_pipelines import minhash  # registers the minhash.build configurable
-
-    parsed = cli.configure(args, check_required=check_required)
-    try:
-        spec = minhash.build()
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"minhash.build: {' '.join(str(error).split())}") from None
-    return parsed, spec
+    return beam_command.build_spec(args, "minhash", check_required)
 
 
 def validate_config(args: argparse.Namespace) -> None:
@@ -79,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
         config.build_references()
         print(f"ok: {len(files)} input files; MinHash {spec.config}")
         return 0
-    from beam_pipelines import common
-
-    if common.is_local(args.beam_options):
-        common.prepare_output_dir(spec.output_dir, args.overwrite, minhash.OWNED_OUTPUTS)
-        config.write_run_files(spec.output_dir, parsed, input_files=files)
+    beam_command.prepare_outputs(args, spec, parsed, minhash.OWNED_OUTPUTS, files)
     stats = spec.run(args.beam_options, progress=not args.no_progress)
     print(
         f"{stats['documents']} documents → {stats['kept']} kept, {stats['removed']} removed in "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from framework import cli, config
-from framework.errors import ConfigError
+from framework import config
+from framework.commands import beam_command
 
 HELP = "tokenize a corpus into ArrayRecord token shards for training (Beam)"
 TOP_LEVEL = "tokenize.build"
@@ -34,33 +34,16 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli.add_common_arguments(parser)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the outputs of a completed run"
-    )
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--dry_run", action="store_true", help="parse, load the tokenizer, list inputs; no run"
-    )
-    parser.set_defaults(_default_gin_file="base/tokenize.gin")
+    beam_command.add_arguments(parser, "base/tokenize.gin")
 
 
 def register_configurables() -> None:
-    """Make ``tokenize.build`` known to gin (every command's configure calls this)."""
+    """Make ``tokenize.build`` known to gin before any gin file is parsed."""
     from beam_pipelines import tokenize  # noqa: F401
 
 
 def build_spec(args: argparse.Namespace):
-    from beam_pipelines import tokenize  # registers the tokenize.build configurable
-
-    parsed = cli.configure(args)
-    try:
-        spec = tokenize.build()
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"tokenize.build: {' '.join(str(error).split())}") from None
-    return parsed, spec
+    return beam_command.build_spec(args, "tokenize")
 
 
 def validate_config(args: argparse.Namespace) -> None:
@@ -79,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
         config.build_references()
         print(f"ok: {len(files)} input files; tokenizer {tok.name} (vocab {tok.vocab_size})")
         return 0
-    if common.is_local(args.beam_options):
-        common.prepare_output_dir(spec.output_dir, args.overwrite, tokenize.OWNED_OUTPUTS)
-    config.write_run_files(spec.output_dir, parsed, input_files=files)
+    beam_command.prepare_outputs(args, spec, parsed, tokenize.OWNED_OUTPUTS, files)
     stats = spec.run(args.beam_options, progress=not args.no_progress)
     common.mark_completed(spec.output_dir)
     train, val = stats["splits"]["train"], stats["splits"]["validation"]
