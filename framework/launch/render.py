@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,45 +97,6 @@ def target_device_bindings(run: Run) -> list[str]:
     return [f"sharding.MeshConfig.num_devices={acc.jax_devices * run.resources.nodes}"]
 
 
-@contextlib.contextmanager
-def _quiet_gin_includes() -> Iterator[None]:
-    """gin logs ERROR 'Path not found' for every include it then finds on its search path."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _train_checks(args: argparse.Namespace) -> None:
-    """``deepdive train``'s own checks (mesh vs devices, batch vs data axes, sequence length).
-
-    ``validate.run_command_checks`` matches bound selectors against ``TOP_LEVEL`` by name, but
-    gin records the full module path (``framework.train.train``), so it skips them; run them here
-    when the run binds the trainer.
-    """
-    import importlib
-
-    from framework import cli
-
-    if not cli.command_available("train"):
-        return
-    module = importlib.import_module(cli.COMMANDS["train"][0])
-    top, check = getattr(module, "TOP_LEVEL", None), getattr(module, "validate_config", None)
-    if not (top and check):
-        return
-    try:
-        canonical = gin.config._REGISTRY.get_match(top).selector  # noqa: SLF001
-    except Exception:  # noqa: BLE001
-        return
-    if any(sel in (top, canonical) for (_scope, sel) in gin.config._CONFIG):  # noqa: SLF001
-        from framework.commands import validate
-
-        check(validate.command_args(module, args))
-
-
 def validate_run_gin(run_gin: Path, root: Path, bindings: list[str] = ()) -> dict[str, Any]:
     """``deepdive validate --gin_file run_gin`` in-process; returns facts the launchers use."""
     from framework import cli
@@ -153,11 +113,10 @@ def validate_run_gin(run_gin: Path, root: Path, bindings: list[str] = ()) -> dic
         dry_run=True,
         _default_gin_file=None,
     )
-    with _cwd(root), _quiet_gin_includes():
+    with _cwd(root):
         config.parse(args.gin_file, args.gin_bindings)
         config.build_references()
-        validate.run_command_checks(args)
-        _train_checks(args)
+        validate.run_command_checks(args)  # includes deepdive train's checks
         steps = config.query("TRAIN_STEPS")
     return {"train_steps": steps if isinstance(steps, int) else None}
 
