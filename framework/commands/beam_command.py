@@ -45,9 +45,10 @@ def build_spec(
 def prepare_outputs(
     args: argparse.Namespace, spec: Any, parsed: config.ParsedConfig, owned: list[str], files
 ) -> None:
-    """Clear a previous run's outputs (local runs) and write config.gin + run_manifest.json."""
+    """Clear a previous run's outputs and write config.gin + run_manifest.json when the output
+    directory is on this machine's filesystem (whatever the runner; not for gs:// and such)."""
     from beam_pipelines import common
 
-    if common.is_local(args.beam_options):
+    if "://" not in str(spec.output_dir):
         common.prepare_output_dir(spec.output_dir, args.overwrite, owned)
         config.write_run_files(spec.output_dir, parsed, input_files=files)
