@@ -141,14 +141,18 @@ def missing_required_macros(files: Iterable[Path]) -> list[tuple[str, Path]]:
     return missing
 
 
-class _QuietGinSearch(logging.Filter):
-    """gin logs an error for every search-path prefix an ``include`` does not match; hide those."""
+class _QuietKnownNoise(logging.Filter):
+    """Hide two harmless root-logger lines that would break one-line error messages: gin's
+    "Path not found" for every search-path prefix an ``include`` does not match, and Beam's
+    "apitools not found" at import (deepdive uses no Google Cloud client)."""
+
+    NOISE = ("Path not found", "apitools not found")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Path not found")
+        return not str(record.msg).startswith(self.NOISE)
 
 
-logging.getLogger().addFilter(_QuietGinSearch())
+logging.getLogger().addFilter(_QuietKnownNoise())
 
 
 def parse(
