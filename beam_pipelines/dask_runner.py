@@ -80,6 +80,13 @@ def allow_pickling_locks() -> None:
     copyreg.dispatch_table.setdefault(type(threading.RLock()), _new_rlock)
 
 
+def dask_setup(_service: Any) -> None:
+    """Dask preload hook: start a real cluster's scheduler and workers with
+    ``--preload beam_pipelines.dask_runner`` so that they, too, can pickle the plugins' locks
+    (the scheduler re-pickles every task it forwards to a worker)."""
+    allow_pickling_locks()
+
+
 def _new_lock(_lock: Any) -> tuple[Any, tuple]:
     return threading.Lock, ()
 

@@ -56,6 +56,9 @@ def test_other_runners_pass_through_unchanged():
 
 def _deepdive(*argv: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    # Each stage runs in its own session, as it would from a shell: the DirectRunner's
+    # multi-process shutdown otherwise takes down the cluster's worker processes, which share
+    # this test's process group.
     out = subprocess.run(
         [sys.executable, "-m", "framework", *argv],
         cwd=REPO_ROOT,
@@ -63,6 +66,7 @@ def _deepdive(*argv: str) -> None:
         capture_output=True,
         text=True,
         timeout=900,
+        start_new_session=True,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-8000:]
 
@@ -111,18 +115,66 @@ def _counters(run: Path) -> dict[str, int]:
     return {k: v for k, v in stats["counters"].items() if not k.endswith("time_us")}
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
+class _Cluster:
+    def __init__(self, scheduler_address: str):
+        self.scheduler_address = scheduler_address
 
-    with LocalCluster(
-        host="127.0.0.1",
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-    ) as c:
-        yield c
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A dask scheduler and two worker processes on 127.0.0.1, each in its own session, as
+    `dask scheduler` / `dask worker` would run on real machines."""
+    import time
+
+    from distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("dask-logs")
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--dashboard-address", "127.0.0.1:0",
+         "--preload", "beam_pipelines.dask_runner"],
+        stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT,
+        start_new_session=True, env=env, cwd=REPO_ROOT,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2",
+         "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+         "--preload", "beam_pipelines.dask_runner"],
+        stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+        start_new_session=True, env=env, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with Client(address, timeout=5) as client:
+                    if len(client.scheduler_info(n_workers=-1)["workers"]) >= 2:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"dask cluster did not start; logs in {logs}")
+            time.sleep(1)
+        yield _Cluster(address)
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+        for process in (worker, scheduler):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @pytest.fixture(scope="module")
