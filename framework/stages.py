@@ -158,7 +158,7 @@ def collect_report(out: Path, timings: dict[str, float]) -> dict:
         report["train"] = {
             k: metrics[k] for k in ("step", "loss", "val_loss", "val_bpb") if k in metrics
         }
-        plots = sorted(str(p) for p in (out / "train").glob("*.png"))
+        plots = sorted(str(p) for p in (out / "train").rglob("*.png"))
         report["train"]["plots"] = plots
     sample = out / "sample" / "sample.txt"
     if sample.exists():

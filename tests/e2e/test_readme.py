@@ -36,8 +36,12 @@ def readme_commands() -> list[list[str]]:
 
 def setup_commands() -> list[str]:
     text = README.read_text().split("## The stages, one by one", 1)[0]
-    return [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
-            for line in block.splitlines() if line.strip()]
+    return [
+        line
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+        for line in block.splitlines()
+        if line.strip()
+    ]
 
 
 def test_readme_has_the_two_setup_commands_ci_runs():
@@ -73,7 +77,10 @@ def test_every_readme_command_runs_in_order(tmp_path):
         args = _smoke(args, tmp_path)
         result = subprocess.run(
             [sys.executable, "-m", "framework", *args],
-            cwd=tmp_path, capture_output=True, text=True, timeout=900,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert result.returncode == 0, (
             f"deepdive {shlex.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
@@ -83,13 +90,20 @@ def test_every_readme_command_runs_in_order(tmp_path):
 @pytest.mark.slow
 def test_quickstart_end_to_end_and_resume(tmp_path):
     out = tmp_path / "qs"
-    cmd = [sys.executable, "-m", "framework", "run", "experiments/quickstart.gin",
-           f"--gin.OUTPUT_DIR={str(out)!r}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "framework",
+        "run",
+        "experiments/quickstart.gin",
+        f"--gin.OUTPUT_DIR={str(out)!r}",
+    ]
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]
     for stage in ("data", "dedup", "tokenizer", "tokenize", "train"):
         assert (out / stage / "COMPLETED").exists(), stage
     assert "validation loss" in first.stdout and "sample:" in first.stdout
+    assert "plot: " in first.stdout and (out / "train" / "plots" / "metrics.png").exists()
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("already COMPLETED, skipped") == 5
