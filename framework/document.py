@@ -37,7 +37,9 @@ class Document:
         text = record.get("text")
         if text is None:
             text = record.get("html", "")
-        return cls(id=str(record["id"]), text=str(text), metadata=dict(record.get("metadata") or {}))
+        return cls(
+            id=str(record["id"]), text=str(text), metadata=dict(record.get("metadata") or {})
+        )
 
 
 def shard_name(index: int) -> str:
@@ -65,7 +67,9 @@ def expand_inputs(pattern: str | os.PathLike | list) -> list[str]:
     for p in patterns:
         p = str(p)
         if os.path.isdir(p):
-            inner = os.path.join(p, "documents") if os.path.isdir(os.path.join(p, "documents")) else p
+            inner = (
+                os.path.join(p, "documents") if os.path.isdir(os.path.join(p, "documents")) else p
+            )
             files += sorted(glob.glob(os.path.join(inner, "*.jsonl*")))
         else:
             files += sorted(glob.glob(p, recursive=True))

@@ -22,15 +22,36 @@ def deepdive(*args, cwd=None, env=None):
 def test_help_lists_every_command_of_the_design():
     result = deepdive("--help")
     assert result.returncode == 0
-    for name in ["plugins", "validate", "data", "dedup", "explain", "tokenizer", "tokenize",
-                 "train", "eval", "convert", "sample", "sweep", "run"]:
+    for name in [
+        "plugins",
+        "validate",
+        "data",
+        "dedup",
+        "explain",
+        "tokenizer",
+        "tokenize",
+        "train",
+        "eval",
+        "convert",
+        "sample",
+        "sweep",
+        "run",
+    ]:
         assert name in result.stdout
 
 
 def test_plugins_lists_every_kind():
     result = deepdive("plugins")
     assert result.returncode == 0, result.stderr
-    for kind in ["filters", "extractors", "formatters", "tokenizers", "models", "samplers", "launchers"]:
+    for kind in [
+        "filters",
+        "extractors",
+        "formatters",
+        "tokenizers",
+        "models",
+        "samplers",
+        "launchers",
+    ]:
         assert f"\n{kind} (" in "\n" + result.stdout
 
 

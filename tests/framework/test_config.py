@@ -101,7 +101,9 @@ def test_unset_required_macro_is_found_before_compute(tmp_path):
 
 
 def test_bare_words_in_bindings_become_strings(tmp_path):
-    run = write(tmp_path, "run.gin", "OUTPUT_DIR = %gin.REQUIRED\ndemo_command.output_dir = %OUTPUT_DIR\n")
+    run = write(
+        tmp_path, "run.gin", "OUTPUT_DIR = %gin.REQUIRED\ndemo_command.output_dir = %OUTPUT_DIR\n"
+    )
     config.parse([str(run)], ["OUTPUT_DIR=/tmp/plain"])
     assert demo_command()[0] == "/tmp/plain"
 

@@ -17,8 +17,16 @@ def installed_example():
         metadata.distribution("deepdive-example-plugin")
     except metadata.PackageNotFoundError:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-             str(EXAMPLE)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                str(EXAMPLE),
+            ],
             check=True,
             timeout=300,
         )
@@ -27,8 +35,14 @@ def installed_example():
 
 def run(*args, env_extra=None, cwd=None):
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "framework", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "framework", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_plugins_lists_the_example_with_its_distribution(installed_example):
@@ -39,20 +53,24 @@ def test_plugins_lists_the_example_with_its_distribution(installed_example):
 
 
 def test_autoload_can_be_switched_off(installed_example):
-    result = run("plugins", "--kind", "filters",
-                 env_extra={"DEEPDIVE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    result = run(
+        "plugins", "--kind", "filters", env_extra={"DEEPDIVE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    )
     assert "min_characters" not in result.stdout
-    result = run("plugins", "--kind", "filters", "--plugin_module", "deepdive_example_plugin",
-                 env_extra={"DEEPDIVE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    result = run(
+        "plugins",
+        "--kind",
+        "filters",
+        "--plugin_module",
+        "deepdive_example_plugin",
+        env_extra={"DEEPDIVE_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
     assert "min_characters" in result.stdout
 
 
 def test_selected_from_a_gin_file(installed_example, tmp_path):
     gin_file = tmp_path / "select.gin"
-    gin_file.write_text(
-        "import framework.registry\n"
-        "filters.min_characters.min_chars = 5\n"
-    )
+    gin_file.write_text("import framework.registry\nfilters.min_characters.min_chars = 5\n")
     result = run("validate", "--gin_file", str(gin_file))
     assert result.returncode == 0, result.stderr
     code = (

@@ -35,11 +35,13 @@ def required_macros(path):
 def scratch(tmp_path_factory):
     base = tmp_path_factory.mktemp("scratch")
     write_builtin_warc(base / "pages.warc.gz")
-    write_jsonl_gz(base / "docs" / "00000.jsonl.gz",
-                   [Document("a", "Some English text about tokenizers and models.")])
+    write_jsonl_gz(
+        base / "docs" / "00000.jsonl.gz",
+        [Document("a", "Some English text about tokenizers and models.")],
+    )
     (base / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
-    from framework.tokenizer_io import load_tokenizer  # noqa: F401 - registers tokenizers
     from framework.registry import TOKENIZERS
+    from framework.tokenizer_io import load_tokenizer  # noqa: F401 - registers tokenizers
 
     TOKENIZERS.build("bytes").save(base / "tokenizer")
     return base
@@ -62,7 +64,9 @@ def test_gin_files_exist():
     assert GIN_FILES
 
 
-@pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: str(p.relative_to(config.EXPERIMENTS_DIR)))
+@pytest.mark.parametrize(
+    "path", GIN_FILES, ids=lambda p: str(p.relative_to(config.EXPERIMENTS_DIR))
+)
 def test_gin_file_has_header_listing_required_macros(path):
     text = path.read_text()
     assert text.startswith("#"), f"{path} must start with a header comment"
@@ -71,7 +75,9 @@ def test_gin_file_has_header_listing_required_macros(path):
         assert name in header, f"{path}: required macro {name} is not listed in the header"
 
 
-@pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: str(p.relative_to(config.EXPERIMENTS_DIR)))
+@pytest.mark.parametrize(
+    "path", GIN_FILES, ids=lambda p: str(p.relative_to(config.EXPERIMENTS_DIR))
+)
 def test_gin_file_validates(path, scratch):
     values = {name: scratch_value(path, name, scratch) for name in sorted(required_macros(path))}
     bindings = [f"--gin.{name}='{value}'" for name, value in values.items()]
@@ -87,6 +93,6 @@ def test_gin_file_validates(path, scratch):
         return
     message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
     needs_artefact = [v for n, v in values.items() if n in ("MODEL_DIR", "TOKENS")]
-    assert result.returncode == 2 and any(str(v) in message for v in needs_artefact), (
-        result.stderr[-2000:]
-    )
+    assert result.returncode == 2 and any(str(v) in message for v in needs_artefact), result.stderr[
+        -2000:
+    ]

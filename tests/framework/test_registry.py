@@ -88,5 +88,13 @@ def test_lookup_qualified_and_bare_names():
 
 
 def test_every_kind_of_the_design_exists():
-    for kind in ["filters", "extractors", "formatters", "tokenizers", "models", "samplers", "launchers"]:
+    for kind in [
+        "filters",
+        "extractors",
+        "formatters",
+        "tokenizers",
+        "models",
+        "samplers",
+        "launchers",
+    ]:
         assert registry.kind(kind).kind == kind

@@ -11,7 +11,9 @@ class MinCharacters:
         self.min_chars = min_chars
 
     def explain(self, doc) -> dict:
-        return {"characters": {"value": len(doc.text), "threshold": self.min_chars, "keep_if": ">="}}
+        return {
+            "characters": {"value": len(doc.text), "threshold": self.min_chars, "keep_if": ">="}
+        }
 
     def filter(self, doc) -> bool | tuple[bool, str]:
         if len(doc.text) < self.min_chars:
