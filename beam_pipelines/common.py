@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -312,3 +312,25 @@ class Progress:
         if self._thread is not None:
             self._thread.join(5)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def read_document_records(path: str) -> Iterator[tuple[int, Document | None, str | None, str]]:
+    """``(line index, document or None, error or None, raw line)`` for each non-blank line of a
+    documents file (``.jsonl`` or ``.jsonl.gz``, any Beam filesystem); a bad line is an error, not
+    an exception, so the caller can write it aside and go on."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as raw:  # .gz is decompressed from the file name
+        for line_no, data in enumerate(iter(raw.readline, b"")):
+            line = data.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                doc = Document.from_dict(record)
+                if not isinstance(record.get("text"), str):
+                    raise ValueError("'text' must be a string")
+            except (json.JSONDecodeError, ValueError) as error:
+                yield line_no, None, f"{type(error).__name__}: {error}", line
+                continue
+            yield line_no, doc, None, line

@@ -48,6 +48,7 @@ import apache_beam as beam
 import gin
 import numpy as np
 
+from beam_pipelines import common
 from framework.document import Document, expand_inputs, shard_name
 from framework.minhash import (
     MinHashConfig,
@@ -64,26 +65,6 @@ OWNED_OUTPUTS = ["documents", "removed", "errors", "clusters.jsonl", "stats.json
 
 # ----------------------------------------------------------------------------------------------
 # reading
-
-
-def read_records(path: str) -> Iterator[tuple[int, Document | None, str | None, str]]:
-    """``(line index, document or None, error or None, raw line)`` for each non-blank line."""
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as raw:  # .gz is decompressed from the file name
-        for line_no, data in enumerate(iter(raw.readline, b"")):
-            line = data.decode("utf-8", errors="replace")
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                doc = Document.from_dict(record)
-                if not isinstance(record.get("text"), str):
-                    raise ValueError("'text' must be a string")
-            except (json.JSONDecodeError, ValueError) as error:
-                yield line_no, None, f"{type(error).__name__}: {error}", line
-                continue
-            yield line_no, doc, None, line
 
 
 def error_document(path: str, line_no: int, error: str, raw: str) -> Document:
@@ -119,13 +100,11 @@ class SignFileFn(beam.DoFn):
         self.emit_shingles = emit_shingles
 
     def setup(self) -> None:
-        from beam_pipelines import common
 
         self.computer = SignatureComputer(self.config)
         self.heartbeat = common.Heartbeat(self.progress_dir)
 
     def process(self, element: tuple[int, str]) -> Iterator[Any]:
-        from beam_pipelines import common
 
         file_index, path = element
         cfg = self.config
@@ -133,7 +112,7 @@ class SignFileFn(beam.DoFn):
 
         def valid() -> Iterator[tuple[int, Document]]:
             nonlocal errors
-            for line_no, doc, _error, _raw in read_records(path):
+            for line_no, doc, _error, _raw in common.read_document_records(path):
                 if doc is None:
                     errors += 1  # written to errors/ by stage 2, which reads the file again
                 else:
@@ -170,7 +149,6 @@ class SignFileFn(beam.DoFn):
 
 def bucket_edges(element: tuple[bytes, Iterable[Node]]) -> Iterator[tuple[Node, Node]]:
     """One bucket → edges (member, smallest member); two passes over the group, no copy."""
-    from beam_pipelines import common
 
     _key, nodes = element
     smallest = None
@@ -210,7 +188,6 @@ class LargeStar(beam.DoFn):
         self.counter = f"cc.round{round_index}.changes"
 
     def process(self, element: tuple[Node, Iterable[Node]]) -> Iterator[tuple[Node, Node]]:
-        from beam_pipelines import common
 
         u, neighbours = element
         m = u
@@ -234,7 +211,6 @@ class SmallStar(beam.DoFn):
         self.counter = f"cc.round{round_index}.changes"
 
     def process(self, element: tuple[Node, Iterable[Node]]) -> Iterator[tuple[Node, Node]]:
-        from beam_pipelines import common
 
         u, smaller = element
         m = min(smaller)
@@ -354,8 +330,6 @@ class PairJaccard(beam.DoFn):
     def process(self, element: tuple[Node, dict[str, list]]) -> Iterator[float]:
         import numpy as np
 
-        from beam_pipelines import common
-
         _v, grouped = element
         for mine in grouped["shingles"]:
             a = np.frombuffer(mine, dtype=np.uint64)
@@ -377,7 +351,6 @@ def _removal(edge: tuple[Node, Node]) -> tuple[Node, Node]:
 
 
 def _cluster_line(element: tuple[Node, Iterable[Node]]) -> tuple[int, str]:
-    from beam_pipelines import common
 
     kept, removed = element
     removed_ids = sorted(n[0] for n in removed)
@@ -424,8 +397,6 @@ class FilterFileFn(beam.DoFn):
     def process(self, element: tuple[int, dict[str, list]]) -> Iterator[str]:
         from apache_beam.io.filesystems import FileSystems
 
-        from beam_pipelines import common
-
         file_index, grouped = element
         if not grouped["path"]:
             return
@@ -434,7 +405,7 @@ class FilterFileFn(beam.DoFn):
         kept: list[Document] = []
         removed: list[Document] = []
         errors: list[Document] = []
-        for line_no, doc, error, raw in read_records(path):
+        for line_no, doc, error, raw in common.read_document_records(path):
             if doc is None:
                 errors.append(error_document(path, line_no, error or "", raw))
                 continue
@@ -488,8 +459,6 @@ class MinhashPipeline:
     def run(self, beam_args: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
         """Run every pipeline; writes the outputs, stats.json and COMPLETED; returns the stats."""
         from apache_beam.io.filesystems import FileSystems
-
-        from beam_pipelines import common
 
         files = self.files()
         options = common.pipeline_options(beam_args)
@@ -635,7 +604,6 @@ class MinhashPipeline:
                     shutil.copyfileobj(f, out)
 
     def stats(self, counters, timings, wall, files, rounds, beam_args) -> dict[str, Any]:
-        from beam_pipelines import common
 
         docs = counters.get("documents_in", 0)
         stats = {

@@ -34,6 +34,7 @@ from typing import Any
 import apache_beam as beam
 import gin
 
+from beam_pipelines import common
 from framework.document import Document
 from framework.errors import ConfigError
 
@@ -79,7 +80,6 @@ class TokenizeSpec:
         return load_tokenizer(self.tokenizer)
 
     def run(self, beam_args: list[str], progress: bool = True) -> dict[str, Any]:
-        from beam_pipelines import common
 
         files = self.files()
         tok = self.load_tokenizer()
@@ -132,8 +132,6 @@ class TokenizeSpec:
     def write_manifest(self, out: str, tok: Any, dtype: str, shards: dict[str, int]) -> dict:
         from array_record.python.array_record_module import ArrayRecordWriter
 
-        from beam_pipelines import common
-
         splits: dict[str, dict[str, Any]] = {}
         for split in SPLITS:
             totals = {"documents": 0, "tokens": 0, "bytes": 0}
@@ -177,25 +175,6 @@ def assign_shard(
     return (split, shard_of(record["id"], shards[split])), record
 
 
-def _read_records(path: str) -> Iterator[tuple[int, Document | None, str | None, str]]:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as raw:  # .gz is decompressed from the file name
-        for line_no, data in enumerate(iter(raw.readline, b"")):
-            line = data.decode("utf-8", errors="replace")
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                doc = Document.from_dict(record)
-                if not isinstance(record.get("text"), str):
-                    raise ValueError("'text' must be a string")
-            except (json.JSONDecodeError, ValueError) as error:
-                yield line_no, None, f"{type(error).__name__}: {error}", line
-                continue
-            yield line_no, doc, None, line
-
-
 class TokenizeFileFn(beam.DoFn):
     """One input file → a record (dict) per document (id, tokens as bytes, counts), and an
     ``("errors", Document)`` pair per bad line."""
@@ -217,8 +196,6 @@ class TokenizeFileFn(beam.DoFn):
     def _encode(self, batch: list[Document]) -> Iterator[dict[str, Any]]:
         import numpy as np
 
-        from beam_pipelines import common
-
         ids = self.tok.encode_ordinary_batch([d.text for d in batch])
         tokens = 0
         for doc, doc_ids in zip(batch, ids, strict=True):
@@ -236,10 +213,9 @@ class TokenizeFileFn(beam.DoFn):
         self.heartbeat.tick(len(batch))
 
     def process(self, path: str):
-        from beam_pipelines import common
 
         batch: list[Document] = []
-        for line_no, doc, error, raw in _read_records(path):
+        for line_no, doc, error, raw in common.read_document_records(path):
             if doc is None:
                 common.count("tokenize.malformed")
                 yield (
@@ -275,8 +251,6 @@ class WriteTokenShardFn(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int], Iterable[dict[str, Any]]]):
         from array_record.python.array_record_module import ArrayRecordWriter
-
-        from beam_pipelines import common
 
         (split, index), records = element
         ordered = sorted(records, key=lambda r: r["id"])
