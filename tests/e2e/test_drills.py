@@ -173,10 +173,13 @@ def test_full_disk_during_training_is_a_clear_error_and_keeps_the_last_checkpoin
     # continue to step 24 where the next checkpoint's files cannot be written
     full = _run(_train_cmd(run, 24), preexec_fn=_small_files_only)
     assert full.returncode == 1
-    last = full.stderr.strip().splitlines()[-1]
-    assert last.startswith("deepdive: error: out of disk space"), full.stderr[-3000:]
+    ours = [ln for ln in full.stderr.splitlines() if ln.startswith("deepdive: error:")]
+    assert len(ours) == 1 and ours[0].startswith("deepdive: error: out of disk space"), full.stderr[
+        -3000:
+    ]
     assert "internal error" not in full.stderr
-    # (orbax's own asyncio tasks still log their failed writes above it: third-party noise)
+    # (orbax's own asyncio tasks log their failed writes around it, sometimes after it, when
+    # their never-retrieved exceptions are collected at exit: third-party noise)
 
     model, _tok, _cfg, step = load_for_inference(run)
     assert step == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 from framework.builtin_data import write_builtin_warc
 
 REPO = Path(__file__).resolve().parents[2]
+# The commands run as a user runs them: one CPU device, not the 8 host devices of conftest.
+USER_ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 README = REPO / "README.md"
 
 # Smoke-size overrides appended to a command, by its first words.
@@ -30,7 +33,7 @@ def readme_commands() -> list[list[str]]:
     for block in re.findall(r"```bash\n(.*?)```", body, re.S):
         for line in block.splitlines():
             if line.startswith("deepdive "):
-                commands.append(shlex.split(line)[1:])
+                commands.append(shlex.split(line, comments=True)[1:])
     return commands
 
 
@@ -78,6 +81,7 @@ def test_every_readme_command_runs_in_order(tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "framework", *args],
             cwd=tmp_path,
+            env=USER_ENV,
             capture_output=True,
             text=True,
             timeout=900,
@@ -98,12 +102,16 @@ def test_quickstart_end_to_end_and_resume(tmp_path):
         "experiments/quickstart.gin",
         f"--gin.OUTPUT_DIR={str(out)!r}",
     ]
-    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    first = subprocess.run(
+        cmd, cwd=REPO, env=USER_ENV, capture_output=True, text=True, timeout=1200
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     for stage in ("data", "dedup", "tokenizer", "tokenize", "train"):
         assert (out / stage / "COMPLETED").exists(), stage
     assert "validation loss" in first.stdout and "sample:" in first.stdout
     assert "plot: " in first.stdout and (out / "train" / "plots" / "metrics.png").exists()
-    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(
+        cmd, cwd=REPO, env=USER_ENV, capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("already COMPLETED, skipped") == 5
