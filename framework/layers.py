@@ -492,6 +492,21 @@ def palm_flops_per_token(
     return 6 * non_embedding_params + 12 * num_layers * num_heads * head_dim * seq_len
 
 
+class PalmFlopsPerToken:
+    """Mixin for model configs that define ``num_params``, ``num_layers``, ``num_heads``,
+    ``head_dim`` and ``max_seq_len``: training FLOPs per token for MFU."""
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, PaLM convention ``6N + 12·L·H·Q·T`` (non-causal attention)."""
+        return palm_flops_per_token(
+            self.num_params(non_embedding=True),
+            self.num_layers,
+            self.num_heads,
+            self.head_dim,
+            seq_len or self.max_seq_len,
+        )
+
+
 def check_positive(plugin: str, **values: int | float) -> None:
     """Raise ConfigError naming the first non-positive hyper-parameter of ``plugin``."""
     from framework.errors import ConfigError

@@ -27,7 +27,7 @@ from framework.registry import MODELS
 
 @MODELS.register("gpt2")
 @dataclasses.dataclass(frozen=True)
-class GPT2Config:
+class GPT2Config(layers.PalmFlopsPerToken):
     """GPT-2 hyper-parameters (defaults: GPT-2 small, 124M parameters).
 
     ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters are always fp32.
@@ -114,17 +114,6 @@ class GPT2Config:
         )
         total = v * c + self.max_seq_len * c + L * per_block + 2 * c  # + ln_f
         return total - self.max_seq_len * c if non_embedding else total
-
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token, PaLM convention ``6N + 12·L·H·Q·T`` (non-causal attention)."""
-        seq_len = seq_len or self.max_seq_len
-        return layers.palm_flops_per_token(
-            self.num_params(non_embedding=True),
-            self.num_layers,
-            self.num_heads,
-            self.head_dim,
-            seq_len,
-        )
 
 
 class Block(nnx.Module):

@@ -26,7 +26,7 @@ from framework.registry import MODELS
 
 @MODELS.register("llama")
 @dataclasses.dataclass(frozen=True)
-class LlamaConfig:
+class LlamaConfig(layers.PalmFlopsPerToken):
     """Llama hyper-parameters (defaults: a ~110M model, 12 layers × 768, 4 key/value heads).
 
     ``num_kv_heads``: None = num_heads (multi-head); 1 = multi-query. ``mlp_dim``: None = Meta's
@@ -116,17 +116,6 @@ class LlamaConfig:
         if non_embedding and not self.tie_embeddings:
             total -= v * c
         return total
-
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token, PaLM convention ``6N + 12·L·H·Q·T`` (non-causal attention)."""
-        seq_len = seq_len or self.max_seq_len
-        return layers.palm_flops_per_token(
-            self.num_params(non_embedding=True),
-            self.num_layers,
-            self.num_heads,
-            self.head_dim,
-            seq_len,
-        )
 
 
 class Block(nnx.Module):
