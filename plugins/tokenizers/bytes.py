@@ -50,17 +50,9 @@ class ByteTokenizer:
         allowed_special: special.SpecialSet = frozenset(),
         disallowed_special: special.SpecialSet = "all",
     ) -> list[int]:
-        allowed, disallowed = special.resolve(
-            self.special_tokens, allowed_special, disallowed_special
+        return special.encode(
+            text, self.special_tokens, self.encode_ordinary, allowed_special, disallowed_special
         )
-        special.check_disallowed(text, disallowed)
-        out: list[int] = []
-        for piece, is_special in special.split_on_specials(text, allowed):
-            if is_special:
-                out.append(self.special_tokens[piece])
-            else:
-                out += piece.encode("utf-8", errors="surrogatepass")
-        return out
 
     def encode_ordinary(self, text: str) -> list[int]:
         return list(text.encode("utf-8", errors="surrogatepass"))

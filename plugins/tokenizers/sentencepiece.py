@@ -231,14 +231,9 @@ class SentencePieceTokenizer:
         allowed_special: special.SpecialSet = frozenset(),
         disallowed_special: special.SpecialSet = "all",
     ) -> list[int]:
-        allowed, disallowed = special.resolve(
-            self.special_tokens, allowed_special, disallowed_special
+        return special.encode(
+            text, self.special_tokens, self._encode_text, allowed_special, disallowed_special
         )
-        special.check_disallowed(text, disallowed)
-        out: list[int] = []
-        for piece, is_special in special.split_on_specials(text, allowed):
-            out += [self.special_tokens[piece]] if is_special else self._encode_text(piece)
-        return out
 
     def encode_ordinary(self, text: str) -> list[int]:
         return self._encode_text(text)

@@ -7,7 +7,7 @@ means every special that is not allowed). Specials that are neither stay ordinar
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
 import regex
@@ -51,3 +51,20 @@ def split_on_specials(text: str, allowed: set[str]) -> list[tuple[str, bool]]:
         if piece:
             parts.append((piece, i % 2 == 1))
     return parts
+
+
+def encode(
+    text: str,
+    specials: Mapping[str, int],
+    encode_ordinary: Callable[[str], list[int]],
+    allowed_special: SpecialSet = frozenset(),
+    disallowed_special: SpecialSet = "all",
+) -> list[int]:
+    """tiktoken's ``encode``: allowed specials become their ids, the rest of the text goes through
+    ``encode_ordinary``; a disallowed special in the text is an error."""
+    allowed, disallowed = resolve(specials, allowed_special, disallowed_special)
+    check_disallowed(text, disallowed)
+    out: list[int] = []
+    for piece, is_special in split_on_specials(text, allowed):
+        out += [specials[piece]] if is_special else encode_ordinary(piece)
+    return out
