@@ -35,6 +35,8 @@ from functools import lru_cache
 import numpy as np
 import regex
 
+from framework import text as textlib
+
 MERSENNE_PRIME = (1 << 61) - 1
 
 # --- text normalisation -------------------------------------------------------------------
@@ -81,23 +83,6 @@ def _nonspacing_marks() -> dict[int, None]:
 # --- words ---------------------------------------------------------------------------------
 
 
-def _import_spacy():
-    """Import spaCy without letting thinc import torch/tensorflow (seconds per worker process,
-    and the blank tokenizer needs neither). Processes that already imported them are unchanged."""
-    import sys
-
-    blocked = [m for m in ("torch", "tensorflow", "mxnet", "cupy") if m not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # makes `import name` raise ImportError inside thinc.compat
-    try:
-        import spacy
-    finally:
-        for name in blocked:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
-    return spacy
-
-
 class WordSplitter:
     """spaCy ``blank("en")`` word tokens of simplified text, cached per whitespace-separated word.
 
@@ -123,7 +108,7 @@ class WordSplitter:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            spacy = _import_spacy()
+            spacy = textlib.import_spacy()
             self._nlp = spacy.blank("en")
             self._tokenizer = self._nlp.tokenizer
             self._special = frozenset(self._tokenizer.rules)

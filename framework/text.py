@@ -101,13 +101,30 @@ _NLP_LOCK = threading.Lock()
 _SENT_CHARS: frozenset[str] = frozenset()
 
 
+def import_spacy():
+    """Import spaCy without letting thinc import torch/tensorflow (seconds per worker process,
+    and the blank tokenizer needs neither). Processes that already imported them are unchanged."""
+    import sys
+
+    blocked = [m for m in ("torch", "tensorflow", "mxnet", "cupy") if m not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # makes `import name` raise ImportError inside thinc.compat
+    try:
+        import spacy
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return spacy
+
+
 def _nlp() -> Any:
     """spaCy's blank English pipeline (tokenizer only; no model download). Loaded once."""
     global _NLP, _SENT_CHARS
     if _NLP is None:
         with _NLP_LOCK:
             if _NLP is None:
-                import spacy
+                spacy = import_spacy()
                 from spacy.pipeline.sentencizer import Sentencizer
 
                 nlp = spacy.blank("en")

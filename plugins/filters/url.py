@@ -15,7 +15,9 @@ Checks, in order (first hit drops; reason names are datatrove's):
 
 Lists are plain text files, one entry per line, ``#`` starts a comment line, blank lines are
 skipped. Words and sub-words are normalised to lower-case ASCII letters and digits; domains and
-URLs are compared as written (stripped). deepdive ships small default lists of its own under
+URLs are compared as written (stripped); a list file of 100,000 entries or more is held as a cached
+hash index (``plugins/filters/blocklist.py``: milliseconds to load, 36 MB instead of 0.5 GB for
+UT1, exact up to a 64-bit hash collision). deepdive ships small default lists of its own under
 ``plugins/filters/assets/`` (identity terms are deliberately not banned words). For production use
 the full UT1 "adult" category, which FineWeb's block list derives from: download and unpack it
 yourself (nothing is downloaded at run time) and point gin at it::
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.registry import FILTERS
+from plugins.filters.blocklist import BlockList, read_entries
 from plugins.filters.explaining import Report, verdict
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -53,13 +56,7 @@ def normalize(text: str) -> str:
 
 def read_list(path: str | Path) -> list[str]:
     """Entries of a list file: stripped lines, without blank lines and ``#`` comment lines."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [s for line in f if (s := line.strip()) and not line.startswith("#")]
-    except OSError as e:
-        from framework.errors import ConfigError
-
-        raise ConfigError(f"filters.url: cannot read list file {path}: {e.strerror}") from e
+    return list(read_entries(path))
 
 
 def _as_list(value: Any) -> list[str]:
@@ -126,7 +123,7 @@ class URLFilter:
         self._loaded = False
         self._lock = threading.Lock()
 
-    # -- lists (loaded on first use: the UT1 domain list has millions of lines) ------------------
+    # -- lists (loaded on first use; large ones through a cached hash index, see blocklist.py) --
     def load(self) -> URLFilter:
         """Read every list file now (otherwise done on the first document)."""
         if self._loaded:
@@ -139,14 +136,8 @@ class URLFilter:
                 entries = (read_list(path) if path else []) + extra
                 return frozenset(w for e in entries if (w := normalize(e)))
 
-            domains: set[str] = {d.strip() for d in self.extra_domains if d.strip()}
-            for path in self.domain_files:
-                domains.update(read_list(path))
-            urls: set[str] = {u.strip() for u in self.extra_urls if u.strip()}
-            for path in self.url_files:
-                urls.update(read_list(path))
-            self.domains = frozenset(domains)
-            self.urls = frozenset(urls)
+            self.domains = BlockList(self.domain_files, self.extra_domains)
+            self.urls = BlockList(self.url_files, self.extra_urls)
             self.banned_words = words(self.banned_words_file, self.extra_banned_words)
             self.soft_banned_words = words(
                 self.soft_banned_words_file, self.extra_soft_banned_words
