@@ -1,7 +1,10 @@
 """The key/value cache used for incremental decoding (contract: preamble §4, DESIGN §1).
 
 A :class:`KVCache` holds, for every layer, the keys and values of the tokens seen so far in
-fixed-size slot arrays ``[B, S_max, H_kv, Dh]``, plus
+fixed-size slot arrays whose leading axis merges batch rows and key/value heads (row-major:
+index ``b * H_kv + h``): keys transposed ``[B*H_kv, Dh, S_max]``, values ``[B*H_kv, S_max, Dh]``.
+That layout makes reading the cache two plain batched matrix products, with no transpose or copy
+of the cache per token (see ``layers.cached_attention``). Besides the slots:
 
 * ``valid: bool[B, S_max]`` — which slots hold a real token (False for left padding and for
   slots not written yet), and
@@ -26,7 +29,7 @@ import jax.numpy as jnp
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class KVCache:
-    """Per-layer keys/values ``[B, S_max, H_kv, Dh]``, slot mask ``[B, S_max]``, write index."""
+    """Per-layer keys ``[B*H_kv, Dh, S_max]``, values ``[B*H_kv, S_max, Dh]``, slot mask ``[B, S_max]``, write index."""
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
@@ -78,9 +81,9 @@ def init_cache(model_config: Any, batch: int, max_len: int, dtype: Any = None) -
     if dtype is None:
         dtype = getattr(model_config, "dtype", "float32")
     dtype = jnp.dtype(dtype)
-    shape = (batch, max_len, num_kv_heads, head_dim)
-    k = tuple(jnp.zeros(shape, dtype) for _ in range(num_layers))
-    v = tuple(jnp.zeros(shape, dtype) for _ in range(num_layers))
+    rows = batch * num_kv_heads
+    k = tuple(jnp.zeros((rows, head_dim, max_len), dtype) for _ in range(num_layers))
+    v = tuple(jnp.zeros((rows, max_len, head_dim), dtype) for _ in range(num_layers))
     return KVCache(
         k=k,
         v=v,

@@ -362,6 +362,29 @@ def lowmem_attention(q, k, v, *, mask=None, is_causal=False, scale=None):
     return out.reshape(b, t, h, d)
 
 
+def cached_attention(q, cache_kt, cache_v, mask, scale):
+    """Attention of new queries q [B,T,H,D] over the cache -> [B,T,H,D].
+
+    The cache merges batch rows and key/value heads into one leading axis and holds keys
+    transposed: ``kt [B*K, D, S]``, values ``v [B*K, S, D]``. Then the scores ``q·kt`` and the
+    output ``p·v`` are single-batch-axis matrix products in exactly the operand layouts XLA's
+    dot kernels take, so a decode step neither transposes nor copies the cache (a [B,S,K,D]
+    cache with ``jax.nn.dot_product_attention`` transposed every layer's cache on every token,
+    and a two-batch-axis cache made XLA copy it inside the decode loop). ``mask`` is bool
+    [B,1,T,S]; a fully masked row gets uniform weights, as :func:`attention_context` promises.
+    """
+    b, t, h, d = q.shape
+    kv = cache_kt.shape[0] // b
+    g = h // kv  # query head n uses key/value head n // g
+    qg = q.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4).reshape(b * kv, g * t, d)
+    s = jnp.matmul(qg, cache_kt, preferred_element_type=jnp.float32) * scale  # [B*K, G*T, S]
+    s = s.reshape(b, kv, g, t, -1)
+    s = jnp.where(mask[:, :, None], s, jnp.finfo(jnp.float32).min)
+    p = jax.nn.softmax(s, axis=-1).astype(cache_v.dtype).reshape(b * kv, g * t, -1)
+    out = jnp.matmul(p, cache_v)  # [B*K, G*T, D]
+    return out.reshape(b, kv, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+
+
 class CausalSelfAttention(nnx.Module):
     """Multi-head (``num_kv_heads == num_heads``) or grouped-query causal self-attention.
 
@@ -438,17 +461,20 @@ class CausalSelfAttention(nnx.Module):
         if self.rope_theta is not None:
             q = apply_rope(q, positions, self.rope_theta)
             k = apply_rope(k, positions, self.rope_theta)
-        implementation = None
+        scale = 1.0 / math.sqrt(self.head_dim)
         if kv_cache is not None:
-            cache_k, cache_v = kv_cache  # [B, S, K, D]
-            start = (jnp.int32(0), ctx.index, jnp.int32(0), jnp.int32(0))
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
+            cache_k, cache_v = kv_cache  # keys transposed [B*K, D, S], values [B*K, S, D]
+            b, t, kv, d = k.shape
+            zero = jnp.int32(0)
+            k_new = k.transpose(0, 2, 3, 1).reshape(b * kv, d, t).astype(cache_k.dtype)
+            v_new = v.transpose(0, 2, 1, 3).reshape(b * kv, t, d).astype(cache_v.dtype)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k_new, (zero, zero, ctx.index))
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v_new, (zero, ctx.index, zero))
+            y = cached_attention(
+                q, cache_k.astype(self.dtype), cache_v.astype(self.dtype), ctx.mask, scale
+            )
             kv_cache = (cache_k, cache_v)
-            k, v = cache_k.astype(self.dtype), cache_v.astype(self.dtype)
-        elif ctx.is_causal:
-            implementation = self.implementation  # e.g. cuDNN flash attention on GPUs
-        if self.implementation == "lowmem" and kv_cache is None:
+        elif self.implementation == "lowmem":
             y = lowmem_attention(q, k, v, mask=ctx.mask, is_causal=ctx.is_causal)
         else:
             y = jax.nn.dot_product_attention(
@@ -457,10 +483,14 @@ class CausalSelfAttention(nnx.Module):
                 v,
                 mask=ctx.mask,
                 is_causal=ctx.is_causal,
-                scale=1.0 / math.sqrt(self.head_dim),
-                implementation=None if implementation == "lowmem" else implementation,
+                scale=scale,
+                # e.g. cuDNN flash attention on GPUs, which takes no explicit mask
+                implementation=self.implementation if ctx.is_causal else None,
             )  # [B, T, H, D]
-        out = jnp.einsum("bthd,hdc->btc", y, self.out[...].astype(self.dtype))  # [B, T, C]
+        # [B, T, H*D] @ [H*D, C]: both reshapes are free, and the weight is used in its stored
+        # layout (as an einsum over (h, d), XLA on CPU copied it transposed on every call)
+        w_out = self.out[...].astype(self.dtype)
+        out = y.reshape(*y.shape[:2], -1) @ w_out.reshape(-1, w_out.shape[-1])  # [B, T, C]
         if self.out_bias is not None:
             out = out + self.out_bias[...].astype(self.dtype)
         return out, kv_cache

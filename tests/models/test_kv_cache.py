@@ -114,9 +114,11 @@ def test_cache_geometry_follows_the_config():
     llama = MODELS.get("llama")(**CONFIGS["llama"])
     cache = init_cache(llama, 3, 20, dtype="bfloat16")
     assert cache.num_layers == 2 and cache.max_len == 20 and cache.batch_size == 3
-    assert cache.k[0].shape == (3, 20, 2, 8) and cache.k[0].dtype == jnp.bfloat16
+    # rows = batch * kv_heads; keys [rows, head_dim, slots], values [rows, slots, head_dim]
+    assert cache.k[0].shape == (3 * 2, 8, 20) and cache.k[0].dtype == jnp.bfloat16
+    assert cache.v[0].shape == (3 * 2, 20, 8)
     gpt2 = MODELS.get("gpt2")(**CONFIGS["gpt2"], dtype="bfloat16")
-    assert init_cache(gpt2, 1, 8).v[1].shape == (1, 8, 4, 8)
+    assert init_cache(gpt2, 1, 8).v[1].shape == (1 * 4, 8, 8)
     assert init_cache(gpt2, 1, 8).v[1].dtype == jnp.bfloat16  # default: compute dtype
     leaves = jax.tree.leaves(cache)
     assert len(leaves) == 2 * 2 + 2  # a pytree of arrays: k, v per layer, valid, index
