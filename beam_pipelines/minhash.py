@@ -1,6 +1,7 @@
 """MinHash near-duplicate removal on Apache Beam, every stage parallel (FineWeb's settings).
 
-Two pipelines (three or more only when connected components need more rounds):
+One pipeline when ``rounds_per_pipeline`` rounds of connected components suffice (the usual
+case), more when they do not:
 
     1. files ─► Sign (per file, batches of documents: FineWeb signatures, framework/minhash.py)
              ─► (band key, node) for each of the 14 bands
@@ -8,8 +9,11 @@ Two pipelines (three or more only when connected components need more rounds):
                 smallest node (a star, not all pairs) ─► Distinct
              ─► connected components, ``rounds`` × (large-star, small-star), each a GroupByKey
              ─► edges written to OUTPUT_DIR/.minhash_work/   (+ the last round's change count)
-       while the last round still changed something: another pipeline of rounds from the files.
-    2. edges (now stars: every duplicate → its component's smallest node)
+             ─► *speculatively*, the outputs of step 3 from these edges.
+       If the last round changed nothing, the edges are final stars and the outputs stand (no
+       second pipeline, whose start-up would cost seconds). Otherwise they are deleted, and:
+    2. while the last round still changed something: another pipeline of rounds from the files;
+    3. edges (now stars: every duplicate → its component's smallest node)
              ─► clusters.jsonl (one line per cluster, grouped by kept node)
              ─► removals grouped by input file ⋈ files ─► per file: documents/NNNNN.jsonl.gz,
                 removed/minhash/NNNNN.jsonl.gz, errors/NNNNN.jsonl.gz
@@ -507,19 +511,23 @@ class MinhashPipeline:
                     | "Jaccard" >> beam.ParDo(PairJaccard(self.jaccard_threshold))
                 )
             rounds = min(self.rounds_per_pipeline, self.max_rounds)
+            stars = edges | "CC" >> ConnectedComponentRounds(1, rounds)
             written = (
-                edges
-                | "CC" >> ConnectedComponentRounds(1, rounds)
+                stars
                 | "EdgeLines" >> beam.Map(_edge_to_line)
                 | "WriteEdges" >> WriteLines(edges_prefix, len(files))
             )
-            if self.verify_jaccard:  # one sink that needs both (Dask runs the last one only)
-                _ = (written, jaccard) | "AllSinks" >> beam.Flatten()
+            sinks = [written, self._clusters_and_shards(p, stars, files, work)]
+            if self.verify_jaccard:
+                sinks.append(jaccard)
+            _ = tuple(sinks) | "AllSinks" >> beam.Flatten()  # Dask runs the last sink only
             result = p.run()
             result.wait_until_finish()
-        timings["signatures_buckets_rounds_s"] = time.time() - start
+        timings["first_pipeline_s"] = time.time() - start
         counters.update(common.collect_counters(result))
-        done_rounds = rounds
+        done_rounds = first_rounds = rounds
+        if counters.get(f"cc.round{done_rounds}.changes", 0):
+            self._discard_outputs(work)  # built from edges that were not final stars yet
 
         # -- more rounds while the last one changed something -----------------------------------
         while counters.get(f"cc.round{done_rounds}.changes", 0) and done_rounds < self.max_rounds:
@@ -546,15 +554,34 @@ class MinhashPipeline:
                 f"connected components did not converge in max_rounds={self.max_rounds}"
             )
 
-        # -- pipeline 2: clusters, filtered shards ----------------------------------------------
-        t = time.time()
-        p = beam.Pipeline(options=options)
-        removals = (
-            read_lines(p, edges_prefix, "ReadEdges")
-            | "ParseEdges" >> beam.Map(_line_to_edge)
-            | "Removal" >> beam.Map(_removal)
-            | "OneCentre" >> beam.CombinePerKey(min)
-        )
+        # -- pipeline 3 (only after extra rounds): clusters, filtered shards --------------------
+        if done_rounds > first_rounds:
+            t = time.time()
+            p = beam.Pipeline(options=options)
+            stars = read_lines(p, edges_prefix, "ReadEdges") | "ParseEdges" >> beam.Map(
+                _line_to_edge
+            )
+            _ = self._clusters_and_shards(p, stars, files, work)
+            result = p.run()
+            result.wait_until_finish()
+            counters.update(common.collect_counters(result))
+            timings["clusters_and_shards_s"] = time.time() - t
+
+        self._concatenate_clusters(work)
+        wall = time.time() - start
+        stats = self.stats(counters, timings, wall, files, done_rounds, beam_args)
+        if local:
+            common.write_json(os.path.join(self.output_dir, "stats.json"), stats)
+            shutil.rmtree(work, ignore_errors=True)
+            common.mark_completed(self.output_dir)
+        else:
+            _write_remote(self.output_dir, "stats.json", json.dumps(stats, indent=2))
+            _write_remote(self.output_dir, "COMPLETED", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        return stats
+
+    def _clusters_and_shards(self, p, stars, files: list[str], work: str):
+        """Star edges → cluster parts under ``work`` and the filtered shards; one sink."""
+        removals = stars | "Removal" >> beam.Map(_removal) | "OneCentre" >> beam.CombinePerKey(min)
         cluster_parts = (
             removals
             | "ByCentre" >> beam.Map(lambda e: (e[1], e[0]))
@@ -571,23 +598,19 @@ class MinhashPipeline:
             | "JoinFiles" >> beam.CoGroupByKey()
             | "FilterFiles" >> beam.ParDo(FilterFileFn(self.output_dir, self.formatters))
         )
-        _ = (cluster_parts, shards) | "AllSinks" >> beam.Flatten()  # Dask runs the last sink only
-        result = p.run()
-        result.wait_until_finish()
-        counters.update(common.collect_counters(result))
-        timings["clusters_and_shards_s"] = time.time() - t
+        return (cluster_parts, shards) | "ClusterSinks" >> beam.Flatten()
 
-        self._concatenate_clusters(work)
-        wall = time.time() - start
-        stats = self.stats(counters, timings, wall, files, done_rounds, beam_args)
-        if local:
-            common.write_json(os.path.join(self.output_dir, "stats.json"), stats)
-            shutil.rmtree(work, ignore_errors=True)
-            common.mark_completed(self.output_dir)
-        else:
-            _write_remote(self.output_dir, "stats.json", json.dumps(stats, indent=2))
-            _write_remote(self.output_dir, "COMPLETED", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        return stats
+    def _discard_outputs(self, work: str) -> None:
+        """Delete the speculative cluster parts and shards (the next pipelines rewrite them)."""
+        from apache_beam.io.filesystems import FileSystems
+
+        patterns = [FileSystems.join(work, "clusters", "*.jsonl")] + [
+            FileSystems.join(self.output_dir, category, "*.jsonl.gz")
+            for category in ("documents", "removed/minhash", "errors")
+        ]
+        paths = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+        if paths:
+            FileSystems.delete(paths)
 
     def _concatenate_clusters(self, work: str) -> None:
         """clusters.jsonl = the sorted parts, streamed in order (never loaded whole)."""

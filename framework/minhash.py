@@ -54,7 +54,9 @@ _EXTRA = (
     "\uff01\uff05\uff08\uff09\uff0c\uff0e\uff11\uff1a\uff1b\uff1f\uff5e"  # ！ ％ （ ） ， ． １ ： ； ？ ～
 )
 PUNCTUATION = frozenset(map(chr, _CONTROL)) | frozenset(string.punctuation) | frozenset(_EXTRA)
-_PUNCT_TO_SPACE = str.maketrans({c: " " for c in PUNCTUATION})
+# A character class substitutes several times faster than ``str.translate`` with a dict on
+# non-ASCII text (which looks every character up in the dict); same result.
+_PUNCT_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(PUNCTUATION)) + "]")
 _NUMBER = regex.compile(r"\p{Nd}+(?:[.,،٫⎖⎗⎘]\p{Nd}+)?")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -66,18 +68,28 @@ def simplify_text(text: str) -> str:
     'hello world 0 units 0 0 x 0th'
     """
     text = _NUMBER.sub("0", text.lower())
-    text = text.translate(_PUNCT_TO_SPACE)
+    text = _PUNCT_RE.sub(" ", text)
     text = _WHITESPACE.sub(" ", text.strip())
     if not text.isascii():  # NFD and mark removal change nothing in ASCII text
-        text = unicodedata.normalize("NFD", text).translate(_nonspacing_marks())
+        text = _nonspacing_marks().sub("", unicodedata.normalize("NFD", text))
     return text.strip()
 
 
 @lru_cache(maxsize=1)
-def _nonspacing_marks() -> dict[int, None]:
-    """Translation table deleting every code point of category Mn (Python's Unicode tables,
-    as the reference uses ``unicodedata.category``)."""
-    return {c: None for c in range(0x110000) if unicodedata.category(chr(c)) == "Mn"}
+def _nonspacing_marks() -> re.Pattern[str]:
+    """Every code point of category Mn (Python's Unicode tables, as the reference uses
+    ``unicodedata.category``), as a character class of ranges."""
+    marks = [c for c in range(0x110000) if unicodedata.category(chr(c)) == "Mn"]
+    ranges: list[str] = []
+    start = prev = marks[0]
+    for c in [*marks[1:], -1]:
+        if c != prev + 1:
+            ranges.append(
+                re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else "")
+            )
+            start = c
+        prev = c
+    return re.compile("[" + "".join(ranges) + "]")
 
 
 # --- words ---------------------------------------------------------------------------------
