@@ -70,6 +70,37 @@ def test_pipeline_clusters_copies_and_writes_every_output(english_pages, tmp_pat
     assert not (out / mh.WORK_DIR).exists()
 
 
+def test_more_rounds_than_one_pipeline_gives_the_same_outputs(english_pages, tmp_path):
+    """The first pipeline's speculative outputs are replaced when its rounds did not converge."""
+    rng = random.Random(11)
+    docs = []
+    for pid, text in english_pages[:6]:
+        chain = text  # a chain of near-copies: components need several rounds
+        for k in range(4):
+            chain = _edit(chain, 0.004, rng)
+            docs.append(Document(f"{pid}-{k}", chain))
+    rng.shuffle(docs)
+    for s in range(3):
+        write_jsonl_gz(tmp_path / "in" / f"{s:05d}.jsonl.gz", docs[s::3])
+    runs = {}
+    for rounds in (1, 4):
+        out = tmp_path / f"out{rounds}"
+        stats = mh.build(
+            input=str(tmp_path / "in"), output_dir=str(out), rounds_per_pipeline=rounds
+        ).run(FAST, progress=False)
+        runs[rounds] = (out, stats)
+    (one, one_stats), (four, four_stats) = runs[1], runs[4]
+    assert one_stats["cc_rounds"] > 1 and "clusters_and_shards_s" in one_stats["timings_s"]
+    assert "clusters_and_shards_s" not in four_stats["timings_s"]  # converged: one pipeline
+    assert (one / "clusters.jsonl").read_text() == (four / "clusters.jsonl").read_text()
+    for category in ("documents", "removed/minhash"):
+        assert sorted(p.name for p in (one / category).iterdir()) == sorted(
+            p.name for p in (four / category).iterdir()
+        )
+        assert _read_dir(one / category).keys() == _read_dir(four / category).keys()
+    assert (one_stats["kept"], one_stats["removed"]) == (four_stats["kept"], four_stats["removed"])
+
+
 def test_skewed_bucket_of_thousands_of_identical_documents(tmp_path):
     """3000 identical documents share every bucket: one group per band, one star cluster."""
     text = "the same boilerplate cookie banner text repeated on every single page of the site"
