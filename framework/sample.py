@@ -13,9 +13,6 @@ Sampler chains (pure functions, see ``plugins/samplers/__init__.py`` for each sa
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +20,7 @@ import gin
 import jax
 import jax.numpy as jnp
 
+from framework import xla_options
 from framework.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------------
@@ -100,31 +98,6 @@ def row_keys(seed: int, rows: Sequence[tuple[int, int]]) -> jax.Array:
 
 # ------------------------------------------------------------------------------------------------
 # The generation engine
-
-
-_DECODE_OPTIONS_ENV = "DEEPDIVE_DECODE_XLA_OPTIONS"
-
-
-@functools.cache
-def decode_compiler_options() -> dict[str, Any] | None:
-    """XLA options for the compiled decode loop (per compilation, not process-wide flags).
-
-    On CPU, XLA hands small-batch matrix products to YNNPACK by default; for the decode loop's
-    [batch, d_model] x [d_model, n] products its Eigen path was faster on the machines we
-    measured (``benchmarks/decode_throughput.py``), so the loop is compiled with YNNPACK fusions
-    off. ``$DEEPDIVE_DECODE_XLA_OPTIONS`` (JSON, e.g. ``{}``) overrides the choice. An option the
-    installed XLA does not know is dropped rather than failing the compilation.
-    """
-    if env := os.environ.get(_DECODE_OPTIONS_ENV):
-        return json.loads(env) or None
-    if jax.default_backend() != "cpu":
-        return None
-    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros(())).compile()
-    except Exception:  # noqa: BLE001 - an XLA without this option
-        return None
-    return options
 
 
 def bucket_length(length: int, minimum: int = 16) -> int:
@@ -242,7 +215,7 @@ class Generator:
         self._graphdef = graphdef
         self._prefill = jax.jit(self._prefill_fn, static_argnames=("max_new_tokens",))
         self._decode = jax.jit(
-            self._decode_fn, donate_argnums=(2,), compiler_options=decode_compiler_options()
+            self._decode_fn, donate_argnums=(2,), compiler_options=xla_options.compiler_options()
         )
 
     # -- compiled pieces ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any
 import gin
 
 from framework import data as data_lib
-from framework import sharding
+from framework import sharding, xla_options
 from framework.errors import ConfigError
 
 
@@ -71,6 +71,31 @@ class _SignalFlag:
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+class _ProfileWindow:
+    """``train.profile_steps = (first, count)``: a JAX profiler trace of steps
+    ``first .. first + count - 1`` into MODEL_DIR/profile (TensorBoard / Perfetto), as MaxText's
+    profiler steps. Off by default."""
+
+    def __init__(self, steps: tuple[int, int] | None, directory: Any):
+        self.first, self.count = (int(steps[0]), int(steps[1])) if steps else (-1, 0)
+        self.directory, self.active = directory, False
+
+    def before(self, step: int) -> None:
+        import jax
+
+        if self.count and step == self.first and not self.active:
+            jax.profiler.start_trace(str(self.directory), create_perfetto_trace=True)
+            self.active = True
+
+    def after(self, step: int, state: Any) -> None:
+        import jax
+
+        if self.active and step >= self.first + self.count:
+            jax.block_until_ready(state)
+            jax.profiler.stop_trace()
+            self.active = False
 
 
 def _model_name(model_config: Any) -> str:
@@ -136,6 +161,7 @@ def train(
     mesh: sharding.MeshConfig | None = None,
     logical_axis_rules: Any = sharding.FSDP,
     progress: bool = True,
+    profile_steps: tuple[int, int] | None = None,
     parsed_config: Any = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` for ``train_steps`` steps into ``model_dir`` (module
@@ -189,6 +215,7 @@ def train(
         in_shardings=(state_sharding, batch_shard),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
+        compiler_options=xla_options.compiler_options(),
     )
     eval_fn = jax.jit(
         train_state.make_eval_step(graphdef, rest, dtype),
@@ -308,13 +335,16 @@ def train(
         s, m = fetched[-1]
         return {"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])}
 
+    profiler = _ProfileWindow(profile_steps, model_dir / "profile")
     step = bar_step = start_step
     try:
         with _SignalFlag() as stop:
             while step < train_steps:
                 local = next(data_iter)
+                profiler.before(step)
                 state, step_metrics = step_fn(state, global_batch(local))
                 step += 1
+                profiler.after(step, state)
                 window_steps += 1
                 pending.append((step, step_metrics))
                 if step == start_step + 1 and is_main and parsed_config is not None:
