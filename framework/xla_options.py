@@ -1,10 +1,10 @@
 """XLA compiler options deepdive passes to its hot compiled functions (per compilation).
 
-Why: on CPU, XLA hands matrix products to YNNPACK by default. For the shapes of this project's
-models (a decode step's [batch, d_model] x [d_model, n]; a training step's [tokens, d_model] x
-[d_model, n] and their gradients) XLA's Eigen path was faster on the machines we measured
-(``benchmarks/decode_throughput.py``, ``benchmarks/train_throughput.py``: +16 % training tokens/s
-on the baby GPT), so the train step and the decode loop are compiled with YNNPACK fusions off.
+Why: on CPU, XLA hands matrix products to YNNPACK by default; for this project's shapes its
+Eigen path was as fast or faster on the 2-core machine we measured (decode, interleaved A/B:
+baby GPT batch 1 +9 %, batch 8 and GPT-2 equal; training: baby GPT +9-16 %, GPT-2 124M batch 1
+within run-to-run noise), so the train step and the decode loop are compiled with YNNPACK fusions
+off. Re-measure on other CPUs with ``DEEPDIVE_XLA_OPTIONS={}``.
 Options are given to ``jax.jit(..., compiler_options=...)``, never as process-wide XLA_FLAGS.
 
 ``$DEEPDIVE_XLA_OPTIONS`` (a JSON object, ``{}`` for XLA's defaults) overrides the choice. An
