@@ -34,6 +34,8 @@ from flax import nnx
 from flax.core import meta as flax_meta
 from flax.core import spmd as flax_spmd
 
+from framework.cpu_gemm import dense
+
 Initializer = Callable[..., jax.Array]
 Axes = tuple[str | None, ...]
 
@@ -106,7 +108,7 @@ class Embed(nnx.Module):
     def attend(self, x: jax.Array) -> jax.Array:
         # x [B, T, C] -> logits [B, T, V] in fp32
         w = self.embedding[...].astype(self.dtype)
-        return jnp.einsum("btc,vc->btv", x, w, preferred_element_type=jnp.float32)
+        return dense(x, w, transpose_w=True, preferred_element_type=jnp.float32)
 
 
 class LearnedPositions(nnx.Module):
@@ -211,11 +213,11 @@ class GeluMLP(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dt = self.dtype
-        h = jnp.einsum("btc,cf->btf", x, self.fc[...].astype(dt))  # [B, T, F]
+        h = dense(x, self.fc[...].astype(dt))  # [B, T, F]
         if self.fc_bias is not None:
             h = h + self.fc_bias[...].astype(dt)
         h = jax.nn.gelu(h, approximate=True)
-        y = jnp.einsum("btf,fc->btc", h, self.proj[...].astype(dt))  # [B, T, C]
+        y = dense(h, self.proj[...].astype(dt))  # [B, T, C]
         if self.proj_bias is not None:
             y = y + self.proj_bias[...].astype(dt)
         return y
@@ -234,9 +236,9 @@ class SwiGLU(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dt = self.dtype
-        gu = jnp.einsum("btc,cgf->btgf", x, self.gate_up[...].astype(dt))  # [B, T, 2, F]
+        gu = dense(x, self.gate_up[...].astype(dt))  # [B, T, 2, F]
         h = jax.nn.silu(gu[:, :, 0]) * gu[:, :, 1]  # [B, T, F]
-        return jnp.einsum("btf,fc->btc", h, self.down[...].astype(dt))  # [B, T, C]
+        return dense(h, self.down[...].astype(dt))  # [B, T, C]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,12 +440,12 @@ class CausalSelfAttention(nnx.Module):
     def _project(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         dt = self.dtype
         if self.fused:
-            qkv = jnp.einsum("btc,cxhd->btxhd", x, self.qkv[...].astype(dt))  # [B, T, 3, H, D]
+            qkv = dense(x, self.qkv[...].astype(dt))  # [B, T, 3, H, D]
             if self.qkv_bias is not None:
                 qkv = qkv + self.qkv_bias[...].astype(dt)
             return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q = jnp.einsum("btc,chd->bthd", x, self.q[...].astype(dt))  # [B, T, H, D]
-        kv = jnp.einsum("btc,cxkd->btxkd", x, self.kv[...].astype(dt))  # [B, T, 2, K, D]
+        q = dense(x, self.q[...].astype(dt))  # [B, T, H, D]
+        kv = dense(x, self.kv[...].astype(dt))  # [B, T, 2, K, D]
         if self.q_bias is not None:
             q = q + self.q_bias[...].astype(dt)
             kv = kv + self.kv_bias[...].astype(dt)
@@ -487,10 +489,7 @@ class CausalSelfAttention(nnx.Module):
                 # e.g. cuDNN flash attention on GPUs, which takes no explicit mask
                 implementation=self.implementation if ctx.is_causal else None,
             )  # [B, T, H, D]
-        # [B, T, H*D] @ [H*D, C]: both reshapes are free, and the weight is used in its stored
-        # layout (as an einsum over (h, d), XLA on CPU copied it transposed on every call)
-        w_out = self.out[...].astype(self.dtype)
-        out = y.reshape(*y.shape[:2], -1) @ w_out.reshape(-1, w_out.shape[-1])  # [B, T, C]
+        out = dense(y, self.out[...].astype(self.dtype), contract=2)  # [B, T, C]
         if self.out_bias is not None:
             out = out + self.out_bias[...].astype(self.dtype)
         return out, kv_cache

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
+from framework.cache import cache_dir
+
 INDEX_MIN_ENTRIES = 100_000
 _FORMAT = "xxh3_64-sorted-v1"
 
@@ -42,14 +44,6 @@ def read_entries(path: str | Path) -> Iterator[str]:
     for line in data.split("\n"):
         if line and not line.startswith("#") and (s := line.strip()):
             yield s
-
-
-def cache_dir() -> Path:
-    """Where hashed indexes of large lists are kept."""
-    if env := os.environ.get("DEEPDIVE_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "deepdive"
 
 
 def _hash(entry: str) -> int:

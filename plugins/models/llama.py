@@ -212,7 +212,7 @@ class Llama(nnx.Module):
         if self.lm_head is None:
             return self.embed.attend(x)
         w = self.lm_head[...].astype(self.config.dtype)
-        return jnp.einsum("btc,cv->btv", x, w, preferred_element_type=jnp.float32)
+        return layers.dense(x, w, preferred_element_type=jnp.float32)
 
     def __call__(
         self,
