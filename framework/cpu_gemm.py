@@ -13,8 +13,10 @@ of ``w`` (``transpose_w=True``: with the *last* axes of ``w``, as a tied embeddi
 with a custom VJP whose two products are BLAS calls too. It uses the BLAS path when all of these
 hold, else ``jnp`` (identical results up to fp32 summation order):
 
-* the default backend is CPU, there is one device in one process (a sharded mesh keeps XLA's
-  dots, which the SPMD partitioner understands; a custom call would be replicated);
+* the default backend is CPU, one process, and the program spans one device: the function being
+  traced was wrapped with :func:`on_devices` (the trainer, evaluator and generator declare their
+  mesh size), else the process sees one device. A sharded program keeps XLA's dots, which the
+  SPMD partitioner understands (a custom call would be computed replicated);
 * operands are fp32 (bf16/fp16 compute keeps XLA's dots);
 * ``$DEEPDIVE_CPU_GEMM`` is not ``0``;
 * the kernel (``framework/kernels/cpu_gemm.cc``) could be compiled — once per source/jaxlib
@@ -29,6 +31,7 @@ hold, else ``jnp`` (identical results up to fp32 summation order):
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import functools
 import glob
@@ -154,12 +157,38 @@ def _setup() -> str | None:
     return None
 
 
-def status() -> str:
+_PROGRAM_DEVICES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "deepdive_program_devices", default=None
+)
+
+
+def on_devices(fn, num_devices: int):
+    """``fn`` declared to run on ``num_devices`` devices: while it runs (that is, while ``jax.jit``
+    traces it), :func:`dense` takes the BLAS path only if ``num_devices == 1``."""
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        token = _PROGRAM_DEVICES.set(int(num_devices))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _PROGRAM_DEVICES.reset(token)
+
+    return traced
+
+
+def _program_devices() -> int:
+    declared = _PROGRAM_DEVICES.get()
+    return jax.device_count() if declared is None else declared
+
+
+def status(num_devices: int | None = None) -> str:
     """One line: whether dense products use the BLAS path, and why not when they do not."""
     if jax.default_backend() != "cpu":
         return f"XLA dots ({jax.default_backend()} backend)"
-    if jax.device_count() != 1:
-        return f"XLA dots ({jax.device_count()} devices: sharded programs keep XLA's dots)"
+    devices = jax.device_count() if num_devices is None else num_devices
+    if devices != 1 or jax.process_count() != 1:
+        return f"XLA dots ({devices} devices: sharded programs keep XLA's dots)"
     reason = _setup()
     return "CBLAS custom call (fp32)" if reason is None else f"XLA dots ({reason})"
 
@@ -168,8 +197,8 @@ def _use_blas(*arrays: jax.Array) -> bool:
     return (
         all(a.dtype == jnp.float32 for a in arrays)
         and jax.default_backend() == "cpu"
-        and jax.device_count() == 1
         and jax.process_count() == 1
+        and _program_devices() == 1
         and _setup() is None
     )
 

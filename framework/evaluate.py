@@ -49,12 +49,11 @@ def evaluate_model(
     import jax
     from flax import nnx
 
-    from framework import train_state
+    from framework import cpu_gemm, train_state
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    step = jax.jit(
-        train_state.make_eval_step(graphdef, rest, train_state.parse_dtype(compute_dtype))
-    )
+    eval_step = train_state.make_eval_step(graphdef, rest, train_state.parse_dtype(compute_dtype))
+    step = jax.jit(cpu_gemm.on_devices(eval_step, 1))
     batches = [
         jax.numpy.asarray(b)
         for b in data.eval_batches(batch_size, seq_len, num_batches, vocab_size=None)

@@ -20,7 +20,7 @@ import gin
 import jax
 import jax.numpy as jnp
 
-from framework import xla_options
+from framework import cpu_gemm, xla_options
 from framework.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------------
@@ -213,9 +213,14 @@ class Generator:
             self._batch_sharding = None
         self.params, self.rest = params, rest
         self._graphdef = graphdef
-        self._prefill = jax.jit(self._prefill_fn, static_argnames=("max_new_tokens",))
+        devices = 1 if mesh is None else mesh.size
+        self._prefill = jax.jit(
+            cpu_gemm.on_devices(self._prefill_fn, devices), static_argnames=("max_new_tokens",)
+        )
         self._decode = jax.jit(
-            self._decode_fn, donate_argnums=(2,), compiler_options=xla_options.compiler_options()
+            cpu_gemm.on_devices(self._decode_fn, devices),
+            donate_argnums=(2,),
+            compiler_options=xla_options.compiler_options(),
         )
 
     # -- compiled pieces ------------------------------------------------------------------------

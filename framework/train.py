@@ -30,8 +30,8 @@ from typing import Any
 
 import gin
 
+from framework import cpu_gemm, sharding, xla_options
 from framework import data as data_lib
-from framework import sharding, xla_options
 from framework.errors import ConfigError
 
 
@@ -211,14 +211,17 @@ def train(
         return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
     step_fn = jax.jit(
-        train_state.make_train_step(graphdef, rest, tx, grad_accum_steps, dtype),
+        cpu_gemm.on_devices(
+            train_state.make_train_step(graphdef, rest, tx, grad_accum_steps, dtype),
+            mesh_obj.size,
+        ),
         in_shardings=(state_sharding, batch_shard),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
         compiler_options=xla_options.compiler_options(),
     )
     eval_fn = jax.jit(
-        train_state.make_eval_step(graphdef, rest, dtype),
+        cpu_gemm.on_devices(train_state.make_eval_step(graphdef, rest, dtype), mesh_obj.size),
         in_shardings=(state_sharding["params"], batch_shard),
         out_shardings=replicated,
     )
@@ -282,6 +285,7 @@ def train(
             + (f" (resumed from checkpoint {latest})" if latest is not None else ""),
             flush=True,
         )
+        print(f"dense products: {cpu_gemm.status(mesh_obj.size)}", flush=True)
 
     flops_per_token = metrics.model_flops_per_token(model, seq_len)
     peak, _peak_source = metrics.peak_flops_per_device()

@@ -1,0 +1,118 @@
+"""The CPU BLAS custom call (framework/cpu_gemm.py) vs float64 numpy, jax's own gradients, and
+Hugging Face; and when it is (not) used."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from framework import cpu_gemm, hf_import
+
+pytestmark = pytest.mark.skipif(
+    cpu_gemm._setup() is not None, reason=f"BLAS path unavailable: {cpu_gemm._setup()}"
+)
+
+# (M, K, N): a matrix-vector product (M = 1), skinny products split over N, products split over
+# rows, a degenerate K = 0, and odd sizes that do not divide evenly between threads.
+SHAPES = [(1, 7, 5), (1, 768, 3001), (3, 8, 9), (8, 384, 1537), (200, 64, 300), (513, 97, 65),
+          (4, 0, 3)]  # fmt: skip
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_matmul2d_matches_float64_numpy(m, k, n, trans_a, trans_b):
+    rng = np.random.default_rng(m * 1000 + n)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    ref = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    out = jax.jit(lambda a, b: cpu_gemm.matmul2d(a, b, trans_a, trans_b))(a, b)
+    assert out.shape == (m, n) and out.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out), ref, atol=1e-4 * max(1, np.sqrt(k)), rtol=1e-5)
+
+
+def _einsum_reference(x, w, contract, transpose_w):
+    spec = cpu_gemm._spec(x.ndim - contract, contract, w.ndim - contract, transpose_w)
+    return jnp.einsum(spec, x, w, precision="highest")
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,contract,transpose_w",
+    [
+        ((2, 40, 48), (48, 3, 4, 12), 1, False),  # fused QKV kernel [C, 3, H, D]
+        ((2, 40, 4, 12), (4, 12, 48), 2, False),  # output projection [H, D, C]
+        ((2, 40, 48), (300, 48), 1, True),  # tied head: x @ embeddingᵀ
+    ],
+)
+def test_dense_value_and_gradients_match_einsum(x_shape, w_shape, contract, transpose_w):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+    w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
+    probe = jnp.asarray(rng.standard_normal(_einsum_reference(x, w, contract, transpose_w).shape))
+
+    def loss(fn):
+        return lambda x, w: jnp.sum(fn(x, w) * probe)
+
+    ours = cpu_gemm.on_devices(
+        jax.value_and_grad(loss(lambda x, w: cpu_gemm.dense(x, w, contract, transpose_w)), (0, 1)),
+        1,
+    )
+    assert "ffi_call" in str(jax.make_jaxpr(ours)(x, w))  # the BLAS path really ran
+    (value, (dx, dw)) = jax.jit(ours)(x, w)
+    ref_value, (rdx, rdw) = jax.value_and_grad(
+        loss(lambda x, w: _einsum_reference(x, w, contract, transpose_w)), (0, 1)
+    )(x, w)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dw, rdw, rtol=1e-5, atol=1e-4)
+
+
+def _uses_blas(fn, *args) -> bool:
+    return "ffi_call" in str(jax.make_jaxpr(fn)(*args))
+
+
+def test_blas_path_only_for_one_device_fp32_and_large_enough_products():
+    x = jnp.ones((64, 48), jnp.float32)
+    w = jnp.ones((48, 96), jnp.float32)
+    dense = cpu_gemm.dense
+    assert jax.device_count() == 8  # the test session's 8 host devices
+    assert not _uses_blas(dense, x, w)  # undeclared program on an 8-device host: XLA's dots
+    assert _uses_blas(cpu_gemm.on_devices(dense, 1), x, w)
+    assert not _uses_blas(cpu_gemm.on_devices(dense, 8), x, w)  # a sharded program
+    bf16 = cpu_gemm.on_devices(
+        lambda x, w: dense(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)), 1
+    )
+    assert not _uses_blas(bf16, x, w)
+    skinny = jnp.ones((8, 48), jnp.float32)  # 8 rows against a 18 KB weight: XLA is as fast
+    assert not _uses_blas(cpu_gemm.on_devices(dense, 1), skinny, w)
+    big_w = jnp.ones((48, 32768), jnp.float32)  # 6 MB weight: BLAS even for one row
+    assert _uses_blas(cpu_gemm.on_devices(dense, 1), skinny[:1], big_w)
+
+
+def test_switch_off_by_environment(monkeypatch):
+    monkeypatch.setenv(cpu_gemm.ENV_SWITCH, "0")
+    cpu_gemm._setup.cache_clear()
+    try:
+        assert "DEEPDIVE_CPU_GEMM=0" in cpu_gemm.status(num_devices=1)
+        x = jnp.ones((64, 48), jnp.float32)
+        assert not _uses_blas(cpu_gemm.on_devices(cpu_gemm.dense, 1), x, jnp.ones((48, 8)))
+    finally:
+        monkeypatch.undo()
+        cpu_gemm._setup.cache_clear()
+    assert cpu_gemm.status(num_devices=1) == "CBLAS custom call (fp32)"
+
+
+def test_gpt2_logits_on_the_blas_path_match_transformers(hf_gpt2):
+    import torch
+
+    folder, reference = hf_gpt2
+    _, _, model = hf_import.load(folder, expect="gpt2")
+    tokens = np.random.default_rng(0).integers(0, 300, (2, 64)).astype(np.int32)
+    forward = cpu_gemm.on_devices(lambda t: model(t)[0], 1)
+    assert _uses_blas(forward, jnp.asarray(tokens))
+    ours = jax.jit(forward)(jnp.asarray(tokens))
+    with torch.no_grad():
+        ref = reference(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-4, rtol=0)
