@@ -3,9 +3,9 @@
 Both sides train the same GPT-2 configuration from random init with AdamW in fp32 on random
 tokens, in separate child processes of this script, with the same thread count and the same
 allocator (``LD_PRELOAD`` of tcmalloc when found, else the system malloc; both get the same).
-deepdive runs the real trainer (``deepdive train --gin_file experiments/bench/*.gin``, with the
-CPU attention variant ``models.gpt2.attention_impl="lowmem"``) and its
-figure is the median ``tokens_per_s`` of metrics.jsonl after the warm-up steps; PyTorch runs a
+deepdive runs the real trainer (``deepdive train --gin_file experiments/bench/*.gin``, with its
+defaults: on one CPU device that means the BLAS products of ``framework/cpu_gemm.py`` and the
+blocked attention kernel of ``framework/cpu_attention.py``) and its figure is the median ``tokens_per_s`` of metrics.jsonl after the warm-up steps; PyTorch runs a
 plain ``GPT2LMHeadModel`` loop (forward, loss, backward, clip, AdamW step) timed the same way.
 Peak memory is each child's maximum resident set size (``wait4``).
 
@@ -83,10 +83,7 @@ def deepdive_side(name: str, steps: int, threads: int, allocator: str | None) ->
         cmd = [sys.executable, "-m", "framework", "train", "--gin_file", f"experiments/{gin_file}",
                f'--gin.MODEL_DIR="{tmp}/run"', f"--gin.TRAIN_STEPS={steps}",
                f"--gin.BATCH_SIZE={batch}", "--gin.train.log_every=1",
-               "--gin.CHECKPOINT_EVERY=1000000000", "--gin.train.progress=False",
-               # recompute attention probabilities in the backward pass: on CPU this keeps the
-               # peak memory near PyTorch's at the same speed (GPT-2 b4: 12.2 vs 15.1 GiB)
-               '--gin.models.gpt2.attention_impl="lowmem"']  # fmt: skip
+               "--gin.CHECKPOINT_EVERY=1000000000", "--gin.train.progress=False"]  # fmt: skip
         code, rss, text = run_child(cmd, child_env(threads, allocator))
         if code != 0:
             raise SystemExit(f"deepdive {name} failed ({code}):\n{text[-3000:]}")

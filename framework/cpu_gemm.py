@@ -19,8 +19,8 @@ hold, else ``jnp`` (identical results up to fp32 summation order):
   SPMD partitioner understands (a custom call would be computed replicated);
 * operands are fp32 (bf16/fp16 compute keeps XLA's dots);
 * ``$DEEPDIVE_CPU_GEMM`` is not ``0``;
-* the kernel (``framework/kernels/cpu_gemm.cc``) could be compiled — once per source/jaxlib
-  version, with the C++ compiler found at run time, into the deepdive cache directory — and a
+* the kernels (``framework/kernels/``) could be compiled — once per source, jaxlib version
+  and CPU, with the C++ compiler found at run time, into the deepdive cache directory — and a
   CBLAS was found: ``$DEEPDIVE_CBLAS`` (a shared library exporting ``cblas_sgemm``/
   ``cblas_sgemv``), else the OpenBLAS that numpy wheels ship (ILP64, ``scipy_`` prefix). The
   library is loaded from a private copy and set to one thread: XLA's intra-op pool splits each
@@ -55,7 +55,14 @@ log = logging.getLogger(__name__)
 ENV_SWITCH = "DEEPDIVE_CPU_GEMM"
 ENV_CBLAS = "DEEPDIVE_CBLAS"
 TARGET = "deepdive_cpu_gemm"
-SOURCE = Path(__file__).resolve().parent / "kernels" / "cpu_gemm.cc"
+MATERIALIZE = "deepdive_cpu_materialize"
+# FFI target name -> handler symbol of the compiled library
+TARGETS = {
+    TARGET: "DeepdiveCpuGemm",
+    MATERIALIZE: "DeepdiveCpuMaterialize",
+    "deepdive_cpu_attention_fwd": "DeepdiveCpuAttentionFwd",
+    "deepdive_cpu_attention_bwd": "DeepdiveCpuAttentionBwd",
+}
 
 # (sgemm symbol, sgemv symbol, integer bits) to try in a CBLAS library, in order.
 _SYMBOLS = (
@@ -113,14 +120,33 @@ def _find_cblas() -> tuple[ctypes.CDLL, int, int, int] | None:
     return None
 
 
+KERNELS = Path(__file__).resolve().parent / "kernels"
+SOURCES = ("cpu_gemm.cc", "cpu_attention.cc")  # compiled into one library with blas.h
+# The library is built for this machine's CPU (it is built where it runs), with fast-math for the
+# attention kernel's exp/log (their inputs are finite by construction there).
+CXXFLAGS = ["-O3", "-march=native", "-ffast-math", "-std=c++17", "-shared", "-fPIC", "-w"]
+
+
+def _cpu_identity() -> bytes:
+    """What the compiled code depends on besides its source: the CPU model and flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return os.uname().machine.encode()
+    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+    return "\n".join(keep).encode()
+
+
 def _compile() -> Path:
-    """The compiled kernel library (built once per source and jaxlib version)."""
+    """The compiled kernel library (built once per source, jaxlib version and CPU)."""
     import jaxlib
 
     include = jax.ffi.include_dir()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + jaxlib.__version__.encode() + include.encode()).hexdigest()[:16]
-    target = cache_dir() / "kernels" / f"cpu_gemm-{key}.so"
+    digest = hashlib.sha256()
+    for name in (*SOURCES, "blas.h"):
+        digest.update((KERNELS / name).read_bytes())
+    digest.update(f"{jaxlib.__version__}|{include}|{CXXFLAGS}".encode() + _cpu_identity())
+    target = cache_dir() / "kernels" / f"deepdive_cpu-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
@@ -129,8 +155,8 @@ def _compile() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        cmd = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{include}",
-               str(SOURCE), "-o", str(built)]  # fmt: skip
+        sources = [str(KERNELS / name) for name in SOURCES]
+        cmd = [compiler, *CXXFLAGS, f"-I{include}", *sources, "-o", str(built)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {proc.stderr.strip()[-500:]}")
@@ -153,7 +179,8 @@ def _setup() -> str | None:
         return f"kernel not built: {err}"
     kernel.deepdive_set_blas(ctypes.c_void_p(sgemm), ctypes.c_void_p(sgemv), ctypes.c_int(bits))
     _setup.libraries = (blas, kernel)  # keep both loaded for the life of the process
-    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(kernel.DeepdiveCpuGemm), platform="cpu")
+    for target, symbol in TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(kernel, symbol)), "cpu")
     return None
 
 
@@ -193,14 +220,50 @@ def status(num_devices: int | None = None) -> str:
     return "CBLAS custom call (fp32)" if reason is None else f"XLA dots ({reason})"
 
 
-def _use_blas(*arrays: jax.Array) -> bool:
+def _active() -> bool:
     return (
-        all(a.dtype == jnp.float32 for a in arrays)
-        and jax.default_backend() == "cpu"
+        jax.default_backend() == "cpu"
         and jax.process_count() == 1
         and _program_devices() == 1
         and _setup() is None
     )
+
+
+def _use_blas(*arrays: jax.Array) -> bool:
+    return all(a.dtype == jnp.float32 for a in arrays) and _active()
+
+
+@jax.custom_vjp
+def gradient_boundary(x: jax.Array) -> jax.Array:
+    """Identity whose gradient is computed once, as a whole array, on the BLAS path.
+
+    Why: in a residual network the gradient reaching block ``l`` is a sum over every later
+    block's branch; XLA:CPU fuses that elementwise chain into each of its consumers (bias and
+    norm gradients, transposes), recomputing it once per consumer and layer — on the baby GPT a
+    third of the backward pass. The boundary is a custom call whose output aliases its input:
+    nothing is copied, but nothing fuses across it. Elsewhere (accelerators, sharded programs)
+    it is a plain identity.
+    """
+    return x
+
+
+def _boundary_fwd(x):
+    return x, None
+
+
+def _boundary_bwd(_, g):
+    if not _active():
+        return (g,)
+    call = jax.ffi.ffi_call(
+        MATERIALIZE,
+        jax.ShapeDtypeStruct(g.shape, g.dtype),
+        input_output_aliases={0: 0},
+        vmap_method="expand_dims",
+    )
+    return (call(g),)
+
+
+gradient_boundary.defvjp(_boundary_fwd, _boundary_bwd)
 
 
 # Below these sizes XLA's own dot is as fast (measured on a 2-core EPYC: the baby GPT's decode

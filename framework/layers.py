@@ -34,7 +34,8 @@ from flax import nnx
 from flax.core import meta as flax_meta
 from flax.core import spmd as flax_spmd
 
-from framework.cpu_gemm import dense
+from framework import cpu_attention
+from framework.cpu_gemm import dense, gradient_boundary
 
 Initializer = Callable[..., jax.Array]
 Axes = tuple[str | None, ...]
@@ -476,6 +477,13 @@ class CausalSelfAttention(nnx.Module):
                 q, cache_k.astype(self.dtype), cache_v.astype(self.dtype), ctx.mask, scale
             )
             kv_cache = (cache_k, cache_v)
+        elif (
+            self.implementation is None
+            and ctx.is_causal
+            and ctx.mask is None
+            and cpu_attention.usable(q, k, v)
+        ):
+            y = cpu_attention.causal_attention(q, k, v, scale)  # CPU, one device, fp32
         elif self.implementation == "lowmem":
             y = lowmem_attention(q, k, v, mask=ctx.mask, is_causal=ctx.is_causal)
         else:

@@ -31,10 +31,11 @@ class GPT2Config(layers.PalmFlopsPerToken):
     """GPT-2 hyper-parameters (defaults: GPT-2 small, 124M parameters).
 
     ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters are always fp32.
-    ``attention_impl``: None/"xla" (``jax.nn.dot_product_attention``), "cudnn" (flash attention
-    on NVIDIA GPUs, plain causal training path) or "lowmem" (``layers.lowmem_attention``: keeps
-    no T×T matrix for the backward pass — on CPU it cuts GPT-2 124M batch-4 training temporaries
-    from 12.6 to 8.1 GiB). ``remat``: recompute each block in the backward pass.
+    ``attention_impl``: None (automatic: the blocked CPU kernel of ``framework/cpu_attention.py``
+    for fp32 causal attention on one CPU device, else ``jax.nn.dot_product_attention``), "xla"
+    (always ``jax.nn.dot_product_attention``), "cudnn" (flash attention on NVIDIA GPUs, plain
+    causal training path) or "lowmem" (``layers.lowmem_attention``: keeps no T×T matrix for the
+    backward pass, in XLA ops). ``remat``: recompute each block in the backward pass.
     ``dropout`` applies to the embeddings and to each residual branch (not to attention weights).
     """
 
@@ -153,6 +154,7 @@ class Block(nnx.Module):
         return x if self.dropout is None else self.dropout(x)
 
     def __call__(self, x, positions, ctx, kv=None):
+        x = layers.gradient_boundary(x)  # the residual gradient is computed once per block
         a, kv = self.attn(self.ln1(x), positions, ctx, kv)
         x = x + self._drop(a)
         x = x + self._drop(self.mlp(self.ln2(x)))
