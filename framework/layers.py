@@ -34,8 +34,11 @@ from flax import nnx
 from flax.core import meta as flax_meta
 from flax.core import spmd as flax_spmd
 
-from framework import cpu_attention
-from framework.cpu_gemm import dense, gradient_boundary
+from framework import cpu_attention, cpu_gemm
+from framework.cpu_gemm import dense
+
+# For model plugins: put at each block input, so the residual gradient is computed once per block.
+gradient_boundary = cpu_gemm.gradient_boundary
 
 Initializer = Callable[..., jax.Array]
 Axes = tuple[str | None, ...]

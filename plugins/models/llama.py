@@ -144,6 +144,7 @@ class Block(nnx.Module):
         )
 
     def __call__(self, x, positions, ctx, kv=None):
+        x = layers.gradient_boundary(x)  # the residual gradient is computed once per block
         a, kv = self.attn(self.norm1(x), positions, ctx, kv)
         x = x + a
         x = x + self.mlp(self.norm2(x))
