@@ -31,6 +31,27 @@ def test_2x2x2_mesh_matches_one_device(tmp_path):
     np.testing.assert_allclose([x for _, x in eight], [x for _, x in one], rtol=0, atol=1e-5)
 
 
+GPT2_TINY = ["train.model = @models.gpt2()", "models.gpt2.vocab_size = 64",
+             "models.gpt2.max_seq_len = 16", "models.gpt2.num_layers = 2",
+             "models.gpt2.num_heads = 4", "models.gpt2.d_model = 32"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_gpt2_on_one_device_cpu_kernels_matches_2x2x2_mesh_xla(tmp_path):
+    """One device takes the BLAS products and the CPU attention kernel; the sharded mesh keeps
+    XLA's dots and attention: the two must train alike."""
+    from framework import cpu_gemm
+
+    if cpu_gemm.status(num_devices=1) != "CBLAS custom call (fp32)":
+        pytest.skip(cpu_gemm.status(num_devices=1))
+    one = _run(tmp_path, "one", [*GPT2_TINY, "sharding.MeshConfig.shape = (1, 1, 1)",
+                                 "sharding.MeshConfig.num_devices = 1"])  # fmt: skip
+    eight = _run(tmp_path, "eight", [*GPT2_TINY, "sharding.MeshConfig.shape = (2, 2, 2)",
+                                     "LOGICAL_AXIS_RULES = %sharding.FSDP_TENSOR"])  # fmt: skip
+    assert [s for s, _ in one] == [1, 2] == [s for s, _ in eight]
+    np.testing.assert_allclose([x for _, x in eight], [x for _, x in one], rtol=0, atol=1e-5)
+
+
 def test_parameters_and_optimizer_state_carry_the_rule_shardings():
     mesh = sharding.MeshConfig(shape=(2, 2, 2)).make()
     cfg = TinyLM(vocab_size=64, d_model=16, num_heads=2)
