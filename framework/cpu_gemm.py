@@ -22,9 +22,11 @@ hold, else ``jnp`` (identical results up to fp32 summation order):
 * the kernels (``framework/kernels/``) could be compiled — once per source, jaxlib version
   and CPU, with the C++ compiler found at run time, into the deepdive cache directory — and a
   CBLAS was found: ``$DEEPDIVE_CBLAS`` (a shared library exporting ``cblas_sgemm``/
-  ``cblas_sgemv``), else the OpenBLAS that numpy wheels ship (ILP64, ``scipy_`` prefix). The
-  library is loaded from a private copy and set to one thread: XLA's intra-op pool splits each
-  product over its threads, and numpy's own OpenBLAS instance is left as it was.
+  ``cblas_sgemv``), else on Intel CPUs MKL when installed (``pip install deepdive[mkl]``; 7-10 %
+  faster training steps than OpenBLAS on a 2-core Xeon), else the OpenBLAS that numpy wheels
+  ship (ILP64, ``scipy_`` prefix, loaded from a private copy so that numpy's own instance is
+  left as it was). The BLAS runs single-threaded: XLA's intra-op pool splits each product over
+  its threads.
 
 ``status()`` says which path is active and why; ``deepdive train`` logs it.
 """
@@ -41,6 +43,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,11 +82,28 @@ _THREAD_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_
                    "openblas_set_num_threads", "MKL_Set_Num_Threads", "bli_thread_set_num_threads")  # fmt: skip
 
 
-def _blas_candidates() -> list[Path]:
+def _cpu_vendor() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _blas_candidates() -> list[tuple[Path, bool]]:
+    """(library, load a private copy of it) in order of preference."""
     if env := os.environ.get(ENV_CBLAS):
-        return [Path(env)]
+        return [(Path(env), False)]
+    found: list[tuple[Path, bool]] = []
+    if _cpu_vendor() == "GenuineIntel":  # MKL (the `mkl` extra) where it is at its best
+        found += [(Path(p), False) for p in sorted(glob.glob(f"{sys.prefix}/lib/libmkl_rt.so*"))]
     numpy_libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    return [Path(p) for p in sorted(glob.glob(str(numpy_libs / "libscipy_openblas*.so*")))]
+    found += [
+        (Path(p), True) for p in sorted(glob.glob(str(numpy_libs / "libscipy_openblas*.so*")))
+    ]
+    return found
 
 
 def _private_copy(path: Path) -> Path:
@@ -98,12 +118,16 @@ def _private_copy(path: Path) -> Path:
     return target
 
 
-def _find_cblas() -> tuple[ctypes.CDLL, int, int, int] | None:
-    """(library, sgemm address, sgemv address, integer bits) of the first usable CBLAS, loaded
-    privately and set to one thread."""
-    for path in _blas_candidates():
+MKL_THREADING_SEQUENTIAL = 1  # mkl_service.h
+
+
+def _find_cblas() -> tuple[ctypes.CDLL, int, int, int, str] | None:
+    """(library, sgemm address, sgemv address, integer bits, name) of the first usable CBLAS,
+    set to run single-threaded (numpy's OpenBLAS is loaded as a private copy for that: numpy
+    keeps its own instance and thread count; MKL is switched to its sequential layer)."""
+    for path, private in _blas_candidates():
         try:
-            lib = ctypes.CDLL(str(_private_copy(path)), mode=os.RTLD_LOCAL)
+            lib = ctypes.CDLL(str(_private_copy(path) if private else path), mode=os.RTLD_LOCAL)
         except OSError:
             continue
         for gemm, gemv, bits in _SYMBOLS:
@@ -111,12 +135,15 @@ def _find_cblas() -> tuple[ctypes.CDLL, int, int, int] | None:
                 f, g = getattr(lib, gemm), getattr(lib, gemv)
             except AttributeError:
                 continue
+            if hasattr(lib, "MKL_Set_Threading_Layer"):
+                lib.MKL_Set_Threading_Layer(ctypes.c_int(MKL_THREADING_SEQUENTIAL))
             for setter in _THREAD_SETTERS:
                 if hasattr(lib, setter):
                     getattr(lib, setter)(ctypes.c_int(1))
                     break
+            name = "MKL" if hasattr(lib, "MKL_Set_Threading_Layer") else path.name.split(".")[0]
             addr = ctypes.cast(f, ctypes.c_void_p).value
-            return lib, addr, ctypes.cast(g, ctypes.c_void_p).value, bits
+            return lib, addr, ctypes.cast(g, ctypes.c_void_p).value, bits, name
     return None
 
 
@@ -172,13 +199,14 @@ def _setup() -> str | None:
     found = _find_cblas()
     if found is None:
         return f"no CBLAS found (set ${ENV_CBLAS} to a library exporting cblas_sgemm)"
-    blas, sgemm, sgemv, bits = found
+    blas, sgemm, sgemv, bits, name = found
     try:
         kernel = ctypes.CDLL(str(_compile()))
     except (OSError, RuntimeError) as err:
         return f"kernel not built: {err}"
     kernel.deepdive_set_blas(ctypes.c_void_p(sgemm), ctypes.c_void_p(sgemv), ctypes.c_int(bits))
     _setup.libraries = (blas, kernel)  # keep both loaded for the life of the process
+    _setup.blas_name = name
     for target, symbol in TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(kernel, symbol)), "cpu")
     return None
@@ -217,7 +245,9 @@ def status(num_devices: int | None = None) -> str:
     if devices != 1 or jax.process_count() != 1:
         return f"XLA dots ({devices} devices: sharded programs keep XLA's dots)"
     reason = _setup()
-    return "CBLAS custom call (fp32)" if reason is None else f"XLA dots ({reason})"
+    if reason is not None:
+        return f"XLA dots ({reason})"
+    return f"CBLAS custom call (fp32, {_setup.blas_name})"
 
 
 def _active() -> bool:
@@ -266,15 +296,18 @@ def _boundary_bwd(_, g):
 gradient_boundary.defvjp(_boundary_fwd, _boundary_bwd)
 
 
-# Below these sizes XLA's own dot is as fast (measured on a 2-core EPYC: the baby GPT's decode
-# products, M = 1..8 rows against 0.6-2.4 MB weights, ran 4-7 % faster as XLA dots, while GPT-2's
-# M = 1 products against 2.4-154 MB weights ran 7 % faster through the BLAS).
-MIN_ROWS = 32
+# Below these sizes XLA's own dot is as fast. Measured on 2-core machines: with OpenBLAS the baby
+# GPT's decode products (M = 1..8 rows against 0.6-2.4 MB weights) ran 4-7 % faster as XLA dots,
+# while GPT-2's M = 1 products against 2.4-154 MB weights ran 7 % faster through the BLAS; MKL is
+# faster than both from M = 2 rows on (baby GPT decode at batch 8: +16 %), not at M = 1.
+MIN_ROWS = {"MKL": 2}
+MIN_ROWS_DEFAULT = 32
 MIN_WEIGHT_BYTES = 4 << 20
 
 
 def _worth_it(rows: int, weight_elements: int) -> bool:
-    return rows >= MIN_ROWS or 4 * weight_elements >= MIN_WEIGHT_BYTES
+    min_rows = MIN_ROWS.get(getattr(_setup, "blas_name", ""), MIN_ROWS_DEFAULT)
+    return rows >= min_rows or 4 * weight_elements >= MIN_WEIGHT_BYTES
 
 
 def matmul2d(a: jax.Array, b: jax.Array, trans_a: bool = False, trans_b: bool = False):
@@ -332,7 +365,7 @@ def dense(
         w_k, out_dims = w.shape[:contract], w.shape[contract:]
     if tuple(w_k) != tuple(k_dims):
         raise ValueError(f"dense: x {x.shape} and w {w.shape} do not contract over {contract}")
-    if not (_worth_it(math.prod(batch), w.size) and _use_blas(x, w)):
+    if not (_use_blas(x, w) and _worth_it(math.prod(batch), w.size)):
         return jnp.einsum(_spec(len(batch), contract, len(out_dims), transpose_w), x, w,
                           preferred_element_type=preferred_element_type)  # fmt: skip
     k, n, m = math.prod(k_dims), math.prod(out_dims), math.prod(batch)
