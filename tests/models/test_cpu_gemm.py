@@ -105,6 +105,21 @@ def test_blas_choice_by_environment(monkeypatch):
         cpu_gemm._setup.cache_clear()
 
 
+def test_unusable_cache_directory_falls_back_to_xla(monkeypatch, tmp_path):
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("")
+    monkeypatch.setenv("DEEPDIVE_CACHE_DIR", str(blocker))
+    cpu_gemm._setup.cache_clear()
+    try:
+        # nothing compiled yet under this cache: the build (or the private BLAS copy) fails
+        assert cpu_gemm.status(num_devices=1).startswith("XLA dots (")
+        x = jnp.ones((64, 48), jnp.float32)
+        assert not _uses_blas(cpu_gemm.on_devices(cpu_gemm.dense, 1), x, jnp.ones((48, 8)))
+    finally:
+        monkeypatch.undo()
+        cpu_gemm._setup.cache_clear()
+
+
 def test_switch_off_by_environment(monkeypatch):
     monkeypatch.setenv(cpu_gemm.ENV_SWITCH, "0")
     cpu_gemm._setup.cache_clear()
