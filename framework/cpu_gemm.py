@@ -38,7 +38,6 @@ import ctypes
 import functools
 import glob
 import hashlib
-import logging
 import math
 import os
 import shutil
@@ -53,7 +52,6 @@ import numpy as np
 
 from framework.cache import cache_dir
 
-log = logging.getLogger(__name__)
 
 ENV_SWITCH = "DEEPDIVE_CPU_GEMM"
 ENV_CBLAS = "DEEPDIVE_CBLAS"
