@@ -52,7 +52,6 @@ import numpy as np
 
 from framework.cache import cache_dir
 
-
 ENV_SWITCH = "DEEPDIVE_CPU_GEMM"
 ENV_CBLAS = "DEEPDIVE_CBLAS"
 TARGET = "deepdive_cpu_gemm"
