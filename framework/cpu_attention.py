@@ -24,6 +24,7 @@ from framework import cpu_gemm
 
 FORWARD = "deepdive_cpu_attention_fwd"
 BACKWARD = "deepdive_cpu_attention_bwd"
+DECODE = "deepdive_cpu_attention_decode"
 
 
 def usable(q: jax.Array, k: jax.Array, v: jax.Array) -> bool:
@@ -80,3 +81,31 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> 
     kv = k.shape[2]
     out = _attention(_to_kernel(q, kv), _to_kernel(k, kv), _to_kernel(v, kv), float(scale))
     return _from_kernel(out, b, kv)
+
+
+def decode_attention(
+    q: jax.Array,
+    cache_kt: jax.Array,
+    cache_v: jax.Array,
+    mask: jax.Array,
+    limit: jax.Array,
+    scale: float,
+) -> jax.Array:
+    """One decode step against the KV cache, reading only slots ``< limit``.
+
+    q [B, 1, H, D]; the cache as ``layers.cached_attention`` keeps it (keys transposed
+    ``[B*K, D, S]``, values ``[B*K, S, D]``); mask bool [B, S] (the slots each row may see);
+    limit int32 [] (slots written so far). -> [B, 1, H, D]. A row that may see no slot gets zeros
+    (its output is unused). Not differentiable: decoding only.
+    """
+    if (reason := cpu_gemm._setup()) is not None:
+        raise RuntimeError(f"the CPU attention kernel is unavailable: {reason}")
+    b, t, h, d = q.shape
+    kv = cache_kt.shape[0] // b
+    q3 = q.reshape(b * kv, (h // kv) * t, d)  # t == 1: query head n uses key/value head n // g
+    call = jax.ffi.ffi_call(
+        DECODE, jax.ShapeDtypeStruct(q3.shape, jnp.float32), vmap_method="sequential"
+    )
+    out = call(q3, cache_kt, cache_v, mask.astype(jnp.uint8), jnp.asarray(limit, jnp.int32),
+               scale=np.float32(scale))  # fmt: skip
+    return out.reshape(b, t, h, d)

@@ -62,6 +62,7 @@ TARGETS = {
     MATERIALIZE: "DeepdiveCpuMaterialize",
     "deepdive_cpu_attention_fwd": "DeepdiveCpuAttentionFwd",
     "deepdive_cpu_attention_bwd": "DeepdiveCpuAttentionBwd",
+    "deepdive_cpu_attention_decode": "DeepdiveCpuAttentionDecode",
 }
 
 # (sgemm symbol, sgemv symbol, integer bits) to try in a CBLAS library, in order.

@@ -178,3 +178,81 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(DeepdiveCpuAttentionBwd, BackwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<float>("scale"));
+
+namespace {
+
+// One decode step (one new query per row) against the KV cache, reading only the cache slots
+// below `limit` (the slots written so far) instead of the whole fixed-size cache.
+// q [BK, G, D] (the G query heads of key/value head bk), kt [BK, D, S] (keys transposed),
+// v [BK, S, D], valid u8 [B, S] (slots this row may see), limit i32 [] -> o [BK, G, D].
+ffi::Error DecodeImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> kt,
+                      ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::U8> valid,
+                      ffi::Buffer<ffi::S32> limit, ffi::ResultBuffer<ffi::F32> o, float scale) {
+  auto qd = q.dimensions(), kd = kt.dimensions(), vd = v.dimensions(), md = valid.dimensions();
+  if (qd.size() != 3 || kd.size() != 3 || vd.size() != 3 || md.size() != 2 || kd[0] != qd[0] ||
+      vd[0] != qd[0] || kd[1] != qd[2] || vd[2] != qd[2] || vd[1] != kd[2] || md[1] != kd[2] ||
+      md[0] == 0 || qd[0] % md[0] != 0) {
+    return ffi::Error::InvalidArgument("deepdive cpu_attention decode: shapes do not match");
+  }
+  const int64_t bk = qd[0], g = qd[1], d = qd[2], s = kd[2], kv_per_row = bk / md[0];
+  const int64_t n = std::min<int64_t>(std::max<int32_t>(limit.typed_data()[0], 0), s);
+  const float *qp = q.typed_data(), *kp = kt.typed_data(), *vp = v.typed_data();
+  const uint8_t* mp = valid.typed_data();
+  float* op = o->typed_data();
+  auto body = [&](int64_t item) {
+    thread_local std::vector<float> buffer;
+    float* scores = Scratch(buffer, g * n);
+    const float* qi = qp + item * g * d;
+    const float* ki = kp + item * d * s;
+    const float* vi = vp + item * s * d;
+    const uint8_t* mi = mp + (item / kv_per_row) * s;
+    std::fill(scores, scores + g * n, 0.0f);
+    for (int64_t c = 0; c < d; ++c) {  // scores[h, :] += q[h, c] * kt[c, :]
+      const float* __restrict krow = ki + c * s;
+      for (int64_t h = 0; h < g; ++h) {
+        const float qc = qi[h * d + c] * scale;
+        float* __restrict sh = scores + h * n;
+        for (int64_t j = 0; j < n; ++j) sh[j] += qc * krow[j];
+      }
+    }
+    for (int64_t h = 0; h < g; ++h) {
+      float* sh = scores + h * n;
+      float m = -3.0e38f;
+      for (int64_t j = 0; j < n; ++j) m = mi[j] ? std::max(m, sh[j]) : m;
+      float sum = 0.0f;
+      for (int64_t j = 0; j < n; ++j) {
+        sh[j] = mi[j] ? std::exp(sh[j] - m) : 0.0f;
+        sum += sh[j];
+      }
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      float* __restrict out = op + (item * g + h) * d;
+      std::fill(out, out + d, 0.0f);
+      for (int64_t j = 0; j < n; ++j) {  // out += p[j] * v[j, :]
+        const float pj = sh[j] * inv;
+        if (pj == 0.0f) continue;
+        const float* __restrict vrow = vi + j * d;
+        for (int64_t c = 0; c < d; ++c) out[c] += pj * vrow[c];
+      }
+    }
+  };
+  // A small step (batch 1 of a small model) costs less than waking a second thread.
+  if (bk * g * n * d < (int64_t{1} << 18)) {
+    for (int64_t item = 0; item < bk; ++item) body(item);
+  } else {
+    deepdive::ParallelFor(pool, bk, body);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DeepdiveCpuAttentionDecode, DecodeImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale"));

@@ -96,3 +96,23 @@ def test_models_use_it_on_one_device_and_agree_with_xla(plugin):
     np.testing.assert_allclose(a_loss, x_loss, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(a_grads), jax.tree.leaves(x_grads), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("batch,heads,kv_heads,limit", [(3, 4, 4, 37), (2, 6, 2, 64), (4, 2, 1, 1)])
+def test_decode_step_matches_cached_attention(batch, heads, kv_heads, limit):
+    from framework import layers
+
+    rng = np.random.default_rng(4)
+    slots, d = 64, 16
+    q = jnp.asarray(rng.standard_normal((batch, 1, heads, d)), jnp.float32)
+    kt = jnp.asarray(rng.standard_normal((batch * kv_heads, d, slots)), jnp.float32)
+    v = jnp.asarray(rng.standard_normal((batch * kv_heads, slots, d)), jnp.float32)
+    valid = rng.random((batch, slots)) < 0.7  # left padding and unwritten slots
+    valid[:, limit - 1] = True  # the new token's own slot
+    valid[:, limit:] = False  # not written yet
+    mask = jnp.asarray(valid)[:, None, None, :]
+    ref = layers.cached_attention(q, kt, v, mask, 0.25)
+    ours = jax.jit(lambda q, kt, v, m, n: cpu_attention.decode_attention(q, kt, v, m, n, 0.25))(
+        q, kt, v, jnp.asarray(valid), jnp.int32(limit)
+    )
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=2e-6, rtol=1e-5)
