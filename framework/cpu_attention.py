@@ -29,7 +29,14 @@ DECODE = "deepdive_cpu_attention_decode"
 
 def usable(q: jax.Array, k: jax.Array, v: jax.Array) -> bool:
     """Whether :func:`causal_attention` can run these operands."""
-    return cpu_gemm._use_blas(q, k, v)
+    return cpu_gemm.usable(q, k, v)
+
+
+def decode_usable(q: jax.Array, cache_kt: jax.Array, cache_v: jax.Array) -> bool:
+    """Whether :func:`decode_attention` should run this step: one new token per row, and more
+    than one row (at batch 1 XLA's fused ops measured 7 % faster)."""
+    batch, length = q.shape[:2]
+    return length == 1 and batch > 1 and cpu_gemm.usable(q, cache_kt, cache_v)
 
 
 def _to_kernel(x: jax.Array, kv_heads: int) -> jax.Array:
@@ -75,8 +82,7 @@ _attention.defvjp(_attention_fwd, _attention_bwd)
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array:
     """Softmax(scale · q kᵀ, causal) v: q [B, T, H, D], k/v [B, T, K, D] -> [B, T, H, D]."""
-    if (reason := cpu_gemm._setup()) is not None:
-        raise RuntimeError(f"the CPU attention kernel is unavailable: {reason}")
+    cpu_gemm.require()
     b, _, _, _ = q.shape
     kv = k.shape[2]
     out = _attention(_to_kernel(q, kv), _to_kernel(k, kv), _to_kernel(v, kv), float(scale))
@@ -98,8 +104,7 @@ def decode_attention(
     limit int32 [] (slots written so far). -> [B, 1, H, D]. A row that may see no slot gets zeros
     (its output is unused). Not differentiable: decoding only.
     """
-    if (reason := cpu_gemm._setup()) is not None:
-        raise RuntimeError(f"the CPU attention kernel is unavailable: {reason}")
+    cpu_gemm.require()
     b, t, h, d = q.shape
     kv = cache_kt.shape[0] // b
     q3 = q.reshape(b * kv, (h // kv) * t, d)  # t == 1: query head n uses key/value head n // g

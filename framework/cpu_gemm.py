@@ -76,8 +76,13 @@ _SYMBOLS = (
 
 # Functions that set a BLAS library's thread count, tried in order (OpenBLAS ILP64 / LP64, MKL,
 # BLIS).
-_THREAD_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                   "openblas_set_num_threads", "MKL_Set_Num_Threads", "bli_thread_set_num_threads")  # fmt: skip
+_THREAD_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads",
+    "MKL_Set_Num_Threads",
+    "bli_thread_set_num_threads",
+)
 
 
 def _cpu_vendor() -> str:
@@ -257,8 +262,15 @@ def _active() -> bool:
     )
 
 
-def _use_blas(*arrays: jax.Array) -> bool:
+def usable(*arrays: jax.Array) -> bool:
+    """Whether the CPU kernels apply to these operands in the program being traced."""
     return all(a.dtype == jnp.float32 for a in arrays) and _active()
+
+
+def require() -> None:
+    """Raise RuntimeError unless the CPU kernels are built and registered (for direct calls)."""
+    if (reason := _setup()) is not None:
+        raise RuntimeError(f"the deepdive CPU kernels are unavailable: {reason}")
 
 
 @jax.custom_vjp
@@ -310,8 +322,7 @@ def _worth_it(rows: int, weight_elements: int) -> bool:
 
 def matmul2d(a: jax.Array, b: jax.Array, trans_a: bool = False, trans_b: bool = False):
     """``op(a) @ op(b)`` of 2-D fp32 arrays by the BLAS custom call (no fallback)."""
-    if (reason := _setup()) is not None:
-        raise RuntimeError(f"the CPU BLAS product is unavailable: {reason}")
+    require()
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
     call = jax.ffi.ffi_call(
@@ -363,7 +374,7 @@ def dense(
         w_k, out_dims = w.shape[:contract], w.shape[contract:]
     if tuple(w_k) != tuple(k_dims):
         raise ValueError(f"dense: x {x.shape} and w {w.shape} do not contract over {contract}")
-    if not (_use_blas(x, w) and _worth_it(math.prod(batch), w.size)):
+    if not (usable(x, w) and _worth_it(math.prod(batch), w.size)):
         return jnp.einsum(_spec(len(batch), contract, len(out_dims), transpose_w), x, w,
                           preferred_element_type=preferred_element_type)  # fmt: skip
     k, n, m = math.prod(k_dims), math.prod(out_dims), math.prod(batch)

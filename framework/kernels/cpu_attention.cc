@@ -55,20 +55,26 @@ float* Scratch(std::vector<float>& buffer, int64_t size) {
   return buffer.data();
 }
 
-// Row r of a block (absolute query position pos) may attend keys 0..pos. Turns the scaled
-// scores s[0..pos] into probabilities in place (zeros beyond pos, up to width) and returns the
-// row's log-sum-exp.
+// Row r of a block (absolute query position pos) may attend keys 0..pos: s[j] = exp(s[j] - shift)
+// for j <= pos, zeros beyond pos up to width; returns the sum of the exponentials.
+float CausalExp(float* s, int64_t pos, int64_t width, float shift) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j <= pos; ++j) {
+    s[j] = std::exp(s[j] - shift);
+    sum += s[j];
+  }
+  for (int64_t j = pos + 1; j < width; ++j) s[j] = 0.0f;
+  return sum;
+}
+
+// Turns the scaled scores s[0..pos] into probabilities in place (zeros beyond pos, up to width)
+// and returns the row's log-sum-exp.
 float SoftmaxRow(float* s, int64_t pos, int64_t width) {
   float m = s[0];
   for (int64_t j = 1; j <= pos; ++j) m = std::max(m, s[j]);
-  float sum = 0.0f;
-  for (int64_t j = 0; j <= pos; ++j) {
-    s[j] = std::exp(s[j] - m);
-    sum += s[j];
-  }
+  const float sum = CausalExp(s, pos, width, m);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j <= pos; ++j) s[j] *= inv;
-  for (int64_t j = pos + 1; j < width; ++j) s[j] = 0.0f;
   return m + std::log(sum);
 }
 
@@ -125,12 +131,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buff
         float* p = Scratch(probs, rows * r1);
         float* dp = Scratch(dprobs, rows * r1);
         Gemm(false, true, rows, r1, n.d, scale, qp + at, n.d, kj, n.d, 0.0f, p, r1);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* row = p + r * r1;
-          const float l = lp[i * n.t + r0 + r];
-          const int64_t pos = r0 + r;
-          for (int64_t c = 0; c <= pos; ++c) row[c] = std::exp(row[c] - l);
-          for (int64_t c = pos + 1; c < r1; ++c) row[c] = 0.0f;
+        for (int64_t r = 0; r < rows; ++r) {  // the forward pass's probabilities, again
+          CausalExp(p + r * r1, r0 + r, r1, lp[i * n.t + r0 + r]);
         }
         // dv[0:r1] += p^T do;  dp = do v[0:r1]^T
         Gemm(true, false, r1, n.d, rows, 1.0f, p, r1, dop + at, n.d, 1.0f, dvj, n.d);

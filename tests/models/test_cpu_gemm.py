@@ -33,20 +33,18 @@ def test_matmul2d_matches_float64_numpy(m, k, n, trans_a, trans_b):
     np.testing.assert_allclose(np.asarray(out), ref, atol=1e-4 * max(1, np.sqrt(k)), rtol=1e-5)
 
 
-def _einsum_reference(x, w, contract, transpose_w):
-    spec = cpu_gemm._spec(x.ndim - contract, contract, w.ndim - contract, transpose_w)
-    return jnp.einsum(spec, x, w, precision="highest")
-
-
 @pytest.mark.parametrize(
-    "x_shape,w_shape,contract,transpose_w",
+    "x_shape,w_shape,contract,transpose_w,spec",
     [
-        ((2, 40, 48), (48, 3, 4, 12), 1, False),  # fused QKV kernel [C, 3, H, D]
-        ((2, 40, 4, 12), (4, 12, 48), 2, False),  # output projection [H, D, C]
-        ((2, 40, 48), (300, 48), 1, True),  # tied head: x @ embeddingᵀ
+        ((2, 40, 48), (48, 3, 4, 12), 1, False, "btc,cxhd->btxhd"),  # fused QKV [C, 3, H, D]
+        ((2, 40, 4, 12), (4, 12, 48), 2, False, "bthd,hdc->btc"),  # output projection [H, D, C]
+        ((2, 40, 48), (300, 48), 1, True, "btc,vc->btv"),  # tied head: x @ embeddingᵀ
     ],
 )
-def test_dense_value_and_gradients_match_einsum(x_shape, w_shape, contract, transpose_w):
+def test_dense_value_and_gradients_match_einsum(x_shape, w_shape, contract, transpose_w, spec):
+    def _einsum_reference(x, w, contract, transpose_w):
+        return jnp.einsum(spec, x, w, precision="highest")
+
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
     w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
