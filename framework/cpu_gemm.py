@@ -151,7 +151,7 @@ def _find_cblas() -> tuple[ctypes.CDLL, int, int, int, str] | None:
 
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
-SOURCES = ("cpu_gemm.cc", "cpu_attention.cc")  # compiled into one library with blas.h
+SOURCES = ("cpu_gemm.cc", "cpu_attention.cc")  # compiled into one library with the headers
 # The library is built for this machine's CPU (it is built where it runs), with fast-math for the
 # attention kernel's exp/log (their inputs are finite by construction there).
 CXXFLAGS = ["-O3", "-march=native", "-ffast-math", "-std=c++17", "-shared", "-fPIC", "-w"]
@@ -173,8 +173,8 @@ def _compile() -> Path:
 
     include = jax.ffi.include_dir()
     digest = hashlib.sha256()
-    for name in (*SOURCES, "blas.h"):
-        digest.update((KERNELS / name).read_bytes())
+    for path in sorted(KERNELS.glob("*.[ch]*")):  # the sources and every header they include
+        digest.update(path.name.encode() + path.read_bytes())
     digest.update(f"{jaxlib.__version__}|{include}|{CXXFLAGS}".encode() + _cpu_identity())
     target = cache_dir() / "kernels" / f"deepdive_cpu-{digest.hexdigest()[:16]}.so"
     if target.exists():

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "blas.h"
+#include "spin_pool.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -241,7 +242,7 @@ ffi::Error DecodeImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer
   if (bk * g * n * d < (int64_t{1} << 18)) {
     for (int64_t item = 0; item < bk; ++item) body(item);
   } else {
-    deepdive::ParallelFor(pool, bk, body);
+    deepdive::SpinPool::Get(pool.num_threads()).Run(bk, body);
   }
   return ffi::Error::Success();
 }

@@ -15,6 +15,8 @@
 #include <cstring>
 
 #include "blas.h"
+#include "skinny_gemm.h"
+#include "spin_pool.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -55,6 +57,24 @@ void RunChunk(const Problem& p, int64_t i) {
   Gemm(p.trans_a, p.trans_b, p.m, hi - lo, p.k, 1.0f, p.a, lda, b, ldb, 0.0f, p.c + lo, p.n);
 }
 
+// A product of at most skinny::kMaxRows rows: column blocks of the output, each read straight
+// from the weight (see skinny_gemm.h), over the spinning helpers of SpinPool.
+void RunSkinny(const Problem& p, int64_t threads) {
+  const auto kernel = deepdive::skinny::Pick(p.trans_b, p.m);
+  const int64_t weight_bytes = 4 * p.n * p.k;
+  constexpr int64_t kChunkBytes = 256 << 10;  // below this a chunk is not worth a hand-over
+  const int64_t chunks = std::clamp<int64_t>(weight_bytes / kChunkBytes, 1, 4 * threads);
+  const int64_t align = p.trans_b ? 1 : deepdive::skinny::kLanes;  // whole vectors of columns
+  const int64_t units = (p.n + align - 1) / align;
+  const int64_t ldb = p.trans_b ? p.k : p.n;
+  auto body = [&](int64_t i) {
+    const int64_t lo = std::min(p.n, units * i / chunks * align);
+    const int64_t hi = std::min(p.n, units * (i + 1) / chunks * align);
+    if (hi > lo) kernel(p.a, p.k, p.b, ldb, p.c, p.n, p.k, lo, hi);
+  };
+  deepdive::SpinPool::Get(static_cast<int>(threads)).Run(chunks, body);
+}
+
 ffi::Error GemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
                     ffi::ResultBuffer<ffi::F32> c, bool trans_a, bool trans_b) {
   if (!deepdive::BlasReady()) {
@@ -82,8 +102,12 @@ ffi::Error GemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<f
     std::fill(p.c, p.c + p.m * p.n, 0.0f);
     return ffi::Error::Success();
   }
-  // Small products are not worth a second thread; skinny ones (decode) split over N.
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  if (!p.trans_a && p.m <= deepdive::skinny::kMaxRows) {
+    RunSkinny(p, threads);
+    return ffi::Error::Success();
+  }
+  // Small products are not worth a second thread; skinny ones split over N.
   p.chunks = 2.0 * p.m * p.n * p.k < 2e6 ? 1 : threads;
   p.split_rows = p.m >= 64 * p.chunks;
   deepdive::ParallelFor(pool, p.chunks, [&p](int64_t i) { RunChunk(p, i); });

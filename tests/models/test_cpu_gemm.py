@@ -33,6 +33,20 @@ def test_matmul2d_matches_float64_numpy(m, k, n, trans_a, trans_b):
     np.testing.assert_allclose(np.asarray(out), ref, atol=1e-4 * max(1, np.sqrt(k)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("m", range(1, 9))
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_skinny_products_match_float64_numpy(m, trans_b):
+    """The decode kernels (M <= 8 rows, skinny_gemm.h) for every row count: K spans several
+    32-row panels plus a remainder and N leaves partial vectors, so every tail path runs."""
+    rng = np.random.default_rng(m)
+    k, n = 101, 16 * 13 + 5
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    ref = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    out = jax.jit(lambda a, b: cpu_gemm.matmul2d(a, b, False, trans_b))(a, b)
+    np.testing.assert_allclose(np.asarray(out), ref, atol=1e-4 * np.sqrt(k), rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "x_shape,w_shape,contract,transpose_w,spec",
     [
