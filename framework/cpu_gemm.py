@@ -306,16 +306,20 @@ def _boundary_bwd(_, g):
 gradient_boundary.defvjp(_boundary_fwd, _boundary_bwd)
 
 
-# Below these sizes XLA's own dot is as fast. Measured on 2-core machines: with OpenBLAS the baby
-# GPT's decode products (M = 1..8 rows against 0.6-2.4 MB weights) ran 4-7 % faster as XLA dots,
-# while GPT-2's M = 1 products against 2.4-154 MB weights ran 7 % faster through the BLAS; MKL is
-# faster than both from M = 2 rows on (baby GPT decode at batch 8: +16 %), not at M = 1.
+# When the custom call pays (measured on 2-core machines). Products of at most 8 rows (decoding)
+# run skinny_gemm.h's kernels, which read the weight once: from 64 KB weights on they beat XLA's
+# dots (baby GPT decode, batch 8: +45 %; GPT-2 124M, batch 1: +3 %). Larger products go to the
+# BLAS: with OpenBLAS from 32 rows or a 4 MB weight on; MKL from 2 rows on.
+SKINNY_MAX_ROWS = 8  # skinny_gemm.h: kMaxRows
+SKINNY_MIN_WEIGHT_BYTES = 64 << 10
 MIN_ROWS = {"MKL": 2}
 MIN_ROWS_DEFAULT = 32
 MIN_WEIGHT_BYTES = 4 << 20
 
 
 def _worth_it(rows: int, weight_elements: int) -> bool:
+    if rows <= SKINNY_MAX_ROWS:
+        return 4 * weight_elements >= SKINNY_MIN_WEIGHT_BYTES
     min_rows = MIN_ROWS.get(getattr(_setup, "blas_name", ""), MIN_ROWS_DEFAULT)
     return rows >= min_rows or 4 * weight_elements >= MIN_WEIGHT_BYTES
 

@@ -238,8 +238,8 @@ ffi::Error DecodeImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer
       }
     }
   };
-  // A small step (batch 1 of a small model) costs less than waking a second thread.
-  if (bk * g * n * d < (int64_t{1} << 18)) {
+  // A tiny step (the first tokens of a small model) costs less than a hand-over to a helper.
+  if (bk * g * n * d < (int64_t{1} << 14)) {
     for (int64_t item = 0; item < bk; ++item) body(item);
   } else {
     deepdive::SpinPool::Get(pool.num_threads()).Run(bk, body);

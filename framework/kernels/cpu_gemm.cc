@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "blas.h"
 #include "skinny_gemm.h"
@@ -57,22 +58,40 @@ void RunChunk(const Problem& p, int64_t i) {
   Gemm(p.trans_a, p.trans_b, p.m, hi - lo, p.k, 1.0f, p.a, lda, b, ldb, 0.0f, p.c + lo, p.n);
 }
 
-// A product of at most skinny::kMaxRows rows: column blocks of the output, each read straight
-// from the weight (see skinny_gemm.h), over the spinning helpers of SpinPool.
+// A product of at most skinny::kMaxRows rows (see skinny_gemm.h), over the spinning helpers of
+// SpinPool. Each chunk reads one contiguous stretch of the weight, the access pattern memory
+// streams fastest: a block of rows of a transposed weight [N, K] (a block of outputs), or a
+// block of rows of a weight [K, N] (a partial sum over K, the partial sums added at the end).
 void RunSkinny(const Problem& p, int64_t threads) {
   const auto kernel = deepdive::skinny::Pick(p.trans_b, p.m);
   const int64_t weight_bytes = 4 * p.n * p.k;
   constexpr int64_t kChunkBytes = 256 << 10;  // below this a chunk is not worth a hand-over
-  const int64_t chunks = std::clamp<int64_t>(weight_bytes / kChunkBytes, 1, 4 * threads);
-  const int64_t align = p.trans_b ? 1 : deepdive::skinny::kLanes;  // whole vectors of columns
-  const int64_t units = (p.n + align - 1) / align;
-  const int64_t ldb = p.trans_b ? p.k : p.n;
-  auto body = [&](int64_t i) {
-    const int64_t lo = std::min(p.n, units * i / chunks * align);
-    const int64_t hi = std::min(p.n, units * (i + 1) / chunks * align);
-    if (hi > lo) kernel(p.a, p.k, p.b, ldb, p.c, p.n, p.k, lo, hi);
-  };
-  deepdive::SpinPool::Get(static_cast<int>(threads)).Run(chunks, body);
+  const int64_t chunks = std::clamp<int64_t>(weight_bytes / kChunkBytes, 1, threads);
+  auto& pool = deepdive::SpinPool::Get(static_cast<int>(threads));
+  if (p.trans_b) {
+    pool.Run(chunks, [&](int64_t i) {
+      const int64_t lo = p.n * i / chunks, hi = p.n * (i + 1) / chunks;
+      if (hi > lo) kernel(p.a, p.k, p.b, p.k, p.c, p.n, p.k, lo, hi);
+    });
+    return;
+  }
+  thread_local std::vector<float> partial;  // the caller's: chunk i > 0 sums into block i - 1
+  const int64_t size = p.m * p.n;
+  if (static_cast<int64_t>(partial.size()) < (chunks - 1) * size) partial.resize((chunks - 1) * size);
+  float* const scratch = partial.data();  // (a helper thread would see its own `partial`)
+  pool.Run(chunks, [&](int64_t i) {
+    const int64_t lo = p.k * i / chunks, hi = p.k * (i + 1) / chunks;
+    float* out = i == 0 ? p.c : scratch + (i - 1) * size;
+    if (hi > lo) {
+      kernel(p.a + lo, p.k, p.b + lo * p.n, p.n, out, p.n, hi - lo, 0, p.n);
+    } else {
+      std::fill(out, out + size, 0.0f);
+    }
+  });
+  for (int64_t i = 1; i < chunks; ++i) {
+    const float* add = scratch + (i - 1) * size;
+    for (int64_t j = 0; j < size; ++j) p.c[j] += add[j];
+  }
 }
 
 ffi::Error GemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,

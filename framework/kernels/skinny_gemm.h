@@ -8,7 +8,7 @@
 // Two layouts (row-major, fp32):
 //   SkinnyNN: y[M, n0:n1] = x[M, K] @ w[K, n0:n1]      (w stored [K, N], ldw = N)
 //   SkinnyNT: y[M, n0:n1] = x[M, K] @ w[n0:n1, K]^T    (w stored [N, K], ldw = K; a tied head)
-// NN walks the weight in panels of kPanel rows, one register block of columns after the other,
+// NN walks the weight in panels of a few rows, one register block of columns after the other,
 // so each row of the panel is read in ascending addresses (what hardware prefetchers follow);
 // the partial sums are kept in y between panels. NT takes kRowsNT weight rows at a time and
 // reduces each row's vector sums at the end.
@@ -34,7 +34,9 @@ constexpr int kLanes = 8;      // AVX2 (or whatever the compiler makes of 32-byt
 constexpr int kAccRegs = 12;   // of 16
 #endif
 constexpr int kMaxRows = 8;
-constexpr int64_t kPanel = 32;
+// NN panel height: enough rows that loading and storing the partial sums is cheap, few enough
+// that the panel's rows stream well (one row can be a new 4 KB page each).
+constexpr int64_t PanelNN(int rows) { return rows < 8 ? 4 * rows : 32; }
 constexpr int64_t kAheadNN = 2;  // NN: prefetch the columns this many register blocks ahead
 constexpr int64_t kAheadNT = 2;  // NT: prefetch the weight rows this many blocks ahead
 
@@ -74,7 +76,7 @@ inline void BlockNN(const float* x, int64_t ldx, const float* w, int64_t ldw, fl
     Vec wv[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      __builtin_prefetch(row + (kAheadNN * NV + v) * kLanes);  // this row, columns ahead
+      if (MR > 1) __builtin_prefetch(row + (kAheadNN * NV + v) * kLanes);  // columns ahead
       wv[v] = Load(row + v * kLanes);
     }
 #pragma GCC unroll 8
@@ -96,8 +98,9 @@ void NN(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int6
         int64_t k_total, int64_t n0, int64_t n1) {
   constexpr int NV = VectorsNN(MR);
   constexpr int64_t wide = NV * kLanes;
-  for (int64_t k0 = 0; k0 < k_total; k0 += kPanel) {
-    const int64_t k1 = k0 + kPanel < k_total ? k0 + kPanel : k_total;
+  constexpr int64_t panel = PanelNN(MR);
+  for (int64_t k0 = 0; k0 < k_total; k0 += panel) {
+    const int64_t k1 = k0 + panel < k_total ? k0 + panel : k_total;
     int64_t n = n0;
     for (; n + wide <= n1; n += wide) BlockNN<MR, NV>(x, ldx, w, ldw, y, ldy, n, k0, k1);
     for (; n + kLanes <= n1; n += kLanes) BlockNN<MR, 1>(x, ldx, w, ldw, y, ldy, n, k0, k1);

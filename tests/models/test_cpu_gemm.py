@@ -99,8 +99,11 @@ def test_blas_path_only_for_one_device_fp32_and_large_enough_products():
     assert not _uses_blas(bf16, x, w)
     one_row = jnp.ones((1, 48), jnp.float32)  # one row against a 18 KB weight: XLA is as fast
     assert not _uses_blas(cpu_gemm.on_devices(dense, 1), one_row, w)
-    big_w = jnp.ones((48, 32768), jnp.float32)  # 6 MB weight: BLAS even for one row
-    assert _uses_blas(cpu_gemm.on_devices(dense, 1), one_row, big_w)
+    layer_w = jnp.ones((48, 2048), jnp.float32)  # 384 KB: the decode kernels from one row on
+    assert _uses_blas(cpu_gemm.on_devices(dense, 1), one_row, layer_w)
+    nine_rows = jnp.ones((9, 48), jnp.float32)  # past the decode kernels: BLAS rules again
+    expected = cpu_gemm._setup.blas_name in cpu_gemm.MIN_ROWS  # MKL from 2 rows on
+    assert _uses_blas(cpu_gemm.on_devices(dense, 1), nine_rows, layer_w) == expected
 
 
 def test_blas_choice_by_environment(monkeypatch):
