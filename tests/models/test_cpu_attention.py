@@ -98,7 +98,10 @@ def test_models_use_it_on_one_device_and_agree_with_xla(plugin):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-4)
 
 
-@pytest.mark.parametrize("batch,heads,kv_heads,limit", [(3, 4, 4, 37), (2, 6, 2, 64), (4, 2, 1, 1)])
+@pytest.mark.parametrize(
+    "batch,heads,kv_heads,limit",
+    [(3, 4, 4, 37), (2, 6, 2, 64), (4, 2, 1, 1), (1, 12, 12, 50), (1, 16, 16, 64)],
+)  # the last two: batch 1, run inline and over the helper threads
 def test_decode_step_matches_cached_attention(batch, heads, kv_heads, limit):
     from framework import layers
 

@@ -47,6 +47,32 @@ def test_skinny_products_match_float64_numpy(m, trans_b):
     np.testing.assert_allclose(np.asarray(out), ref, atol=1e-4 * np.sqrt(k), rtol=1e-5)
 
 
+def test_skinny_products_from_concurrent_callers():
+    """Two threads' decode products at once: one gets the helper threads, the other runs alone
+    (spin_pool.h); both must be right."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((4, 512)).astype(np.float32)
+    b = rng.standard_normal((512, 4096)).astype(np.float32)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    product = jax.jit(lambda a, b: cpu_gemm.matmul2d(a, b))
+    product(a, b).block_until_ready()
+    errors = []
+
+    def worker():
+        for _ in range(20):
+            out = np.asarray(product(a, b))
+            errors.append(float(np.max(np.abs(out - ref))))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 40 and max(errors) < 1e-3
+
+
 @pytest.mark.parametrize(
     "x_shape,w_shape,contract,transpose_w,spec",
     [
