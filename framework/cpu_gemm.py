@@ -28,6 +28,12 @@ hold, else ``jnp`` (identical results up to fp32 summation order):
   left as it was). The BLAS runs single-threaded: XLA's intra-op pool splits each product over
   its threads.
 
+Products of at most 8 rows (decode steps) do not reach the BLAS: ``kernels/skinny_gemm.h`` keeps
+all rows' partial sums in registers and reads the weight once, in contiguous stretches, which a
+BLAS sgemm (it packs the weight first) does not; at batch 8 they run nearly as fast as at batch 1.
+They share the helper threads of ``kernels/spin_pool.h``, which stay awake between the dozens of
+short kernels of a decode step instead of being woken for each.
+
 ``status()`` says which path is active and why; ``deepdive train`` logs it.
 """
 
