@@ -77,7 +77,8 @@ void RunSkinny(const Problem& p, int64_t threads) {
   }
   thread_local std::vector<float> partial;  // the caller's: chunk i > 0 sums into block i - 1
   const int64_t size = p.m * p.n;
-  if (static_cast<int64_t>(partial.size()) < (chunks - 1) * size) partial.resize((chunks - 1) * size);
+  const int64_t needed = (chunks - 1) * size;
+  if (static_cast<int64_t>(partial.size()) < needed) partial.resize(needed);
   float* const scratch = partial.data();  // (a helper thread would see its own `partial`)
   pool.Run(chunks, [&](int64_t i) {
     const int64_t lo = p.k * i / chunks, hi = p.k * (i + 1) / chunks;
