@@ -278,3 +278,14 @@ def test_same_seed_same_draws_other_seed_other_draws():
 def test_bad_parameters_are_config_errors(name, kw):
     with pytest.raises(ConfigError, match=name):
         make(name, **kw)
+
+
+def test_first_argmax_matches_numpy_with_ties_infinities_and_nan():
+    rng = np.random.default_rng(3)
+    logits = rng.integers(0, 4, (6, 50)).astype(np.float32)  # many ties: the first one wins
+    logits[1] = -np.inf  # a fully masked row
+    logits[2, [7, 30]] = np.nan  # NaN counts as the maximum (first NaN), as in numpy
+    logits[3, 11] = np.inf
+    out = np.asarray(sample.first_argmax(jnp.asarray(logits)))
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, np.argmax(logits, axis=-1))
