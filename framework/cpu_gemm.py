@@ -21,8 +21,7 @@ hold, else ``jnp`` (identical results up to fp32 summation order):
 * ``$DEEPDIVE_CPU_GEMM`` is not ``0``;
 * the kernels (``framework/kernels/``) could be compiled — once per source, jaxlib version
   and CPU, with the C++ compiler found at run time, into the deepdive cache directory — and a
-  CBLAS was found: ``$DEEPDIVE_CBLAS`` (a shared library exporting ``cblas_sgemm``/
-  ``cblas_sgemv``), else on Intel CPUs MKL when installed (``pip install deepdive[mkl]``; 7-10 %
+  CBLAS was found: ``$DEEPDIVE_CBLAS`` (a shared library exporting ``cblas_sgemm``), else on Intel CPUs MKL when installed (``pip install deepdive[mkl]``; 7-10 %
   faster training steps than OpenBLAS on a 2-core Xeon), else the OpenBLAS that numpy wheels
   ship (ILP64, ``scipy_`` prefix, loaded from a private copy so that numpy's own instance is
   left as it was). The BLAS runs single-threaded: XLA's intra-op pool splits each product over
@@ -71,12 +70,12 @@ TARGETS = {
     "deepdive_cpu_attention_decode": "DeepdiveCpuAttentionDecode",
 }
 
-# (sgemm symbol, sgemv symbol, integer bits) to try in a CBLAS library, in order.
+# (sgemm symbol, integer bits) to try in a CBLAS library, in order.
 _SYMBOLS = (
-    ("scipy_cblas_sgemm64_", "scipy_cblas_sgemv64_", 64),  # numpy's scipy-openblas64
-    ("cblas_sgemm64_", "cblas_sgemv64_", 64),
-    ("scipy_cblas_sgemm", "scipy_cblas_sgemv", 32),  # scipy-openblas32
-    ("cblas_sgemm", "cblas_sgemv", 32),  # a plain LP64 CBLAS (OpenBLAS, BLIS, MKL)
+    ("scipy_cblas_sgemm64_", 64),  # numpy's scipy-openblas64
+    ("cblas_sgemm64_", 64),
+    ("scipy_cblas_sgemm", 32),  # scipy-openblas32
+    ("cblas_sgemm", 32),  # a plain LP64 CBLAS (OpenBLAS, BLIS, MKL)
 )
 
 
@@ -131,7 +130,7 @@ MKL_THREADING_SEQUENTIAL = 1  # mkl_service.h
 
 
 def _find_cblas() -> tuple[ctypes.CDLL, int, int, int, str] | None:
-    """(library, sgemm address, sgemv address, integer bits, name) of the first usable CBLAS,
+    """(library, sgemm address, integer bits, name) of the first usable CBLAS,
     set to run single-threaded (numpy's OpenBLAS is loaded as a private copy for that: numpy
     keeps its own instance and thread count; MKL is switched to its sequential layer)."""
     for path, private in _blas_candidates():
@@ -139,9 +138,9 @@ def _find_cblas() -> tuple[ctypes.CDLL, int, int, int, str] | None:
             lib = ctypes.CDLL(str(_private_copy(path) if private else path), mode=os.RTLD_LOCAL)
         except OSError:
             continue
-        for gemm, gemv, bits in _SYMBOLS:
+        for gemm, bits in _SYMBOLS:
             try:
-                f, g = getattr(lib, gemm), getattr(lib, gemv)
+                f = getattr(lib, gemm)
             except AttributeError:
                 continue
             if hasattr(lib, "MKL_Set_Threading_Layer"):
@@ -151,8 +150,7 @@ def _find_cblas() -> tuple[ctypes.CDLL, int, int, int, str] | None:
                     getattr(lib, setter)(ctypes.c_int(1))
                     break
             name = "MKL" if hasattr(lib, "MKL_Set_Threading_Layer") else path.name.split(".")[0]
-            addr = ctypes.cast(f, ctypes.c_void_p).value
-            return lib, addr, ctypes.cast(g, ctypes.c_void_p).value, bits, name
+            return lib, ctypes.cast(f, ctypes.c_void_p).value, bits, name
     return None
 
 
@@ -208,12 +206,12 @@ def _setup() -> str | None:
     found = _find_cblas()
     if found is None:
         return f"no CBLAS found (set ${ENV_CBLAS} to a library exporting cblas_sgemm)"
-    blas, sgemm, sgemv, bits, name = found
+    blas, sgemm, bits, name = found
     try:
         kernel = ctypes.CDLL(str(_compile()))
     except (OSError, RuntimeError) as err:
         return f"kernel not built: {err}"
-    kernel.deepdive_set_blas(ctypes.c_void_p(sgemm), ctypes.c_void_p(sgemv), ctypes.c_int(bits))
+    kernel.deepdive_set_blas(ctypes.c_void_p(sgemm), ctypes.c_int(bits))
     _setup.libraries = (blas, kernel)  # keep both loaded for the life of the process
     _setup.blas_name = name
     for target, symbol in TARGETS.items():

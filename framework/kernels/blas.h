@@ -1,9 +1,8 @@
 // Shared by deepdive's CPU kernels: the CBLAS entry points handed over from Python, and a
 // parallel-for over XLA's intra-op thread pool.
 //
-// The BLAS is not linked: Python resolves a CBLAS `sgemm`/`sgemv` (by default a private,
-// single-threaded copy of the OpenBLAS that numpy ships) and passes the function pointers to
-// deepdive_set_blas(). Parallelism comes from XLA's own thread pool, so no second set of
+// The BLAS is not linked: Python resolves a CBLAS `sgemm` (by default a private, single-threaded
+// copy of the OpenBLAS that numpy ships) and passes the function pointer to deepdive_set_blas(). Parallelism comes from XLA's own thread pool, so no second set of
 // spinning BLAS threads competes with XLA's for the cores.
 
 #ifndef DEEPDIVE_KERNELS_BLAS_H_
@@ -28,18 +27,13 @@ constexpr int kTrans = 112;
 // Integer width of the BLAS interface: 64 for ILP64 builds (numpy's scipy_openblas64), 32 else.
 using Sgemm64 = void (*)(int, int, int, int64_t, int64_t, int64_t, float, const float*, int64_t,
                          const float*, int64_t, float, float*, int64_t);
-using Sgemv64 = void (*)(int, int, int64_t, int64_t, float, const float*, int64_t, const float*,
-                         int64_t, float, float*, int64_t);
 using Sgemm32 = void (*)(int, int, int, int32_t, int32_t, int32_t, float, const float*, int32_t,
                          const float*, int32_t, float, float*, int32_t);
-using Sgemv32 = void (*)(int, int, int32_t, int32_t, float, const float*, int32_t, const float*,
-                         int32_t, float, float*, int32_t);
 
 inline void* g_sgemm = nullptr;
-inline void* g_sgemv = nullptr;
 inline int g_int_bits = 64;
 
-inline bool BlasReady() { return g_sgemm != nullptr && g_sgemv != nullptr; }
+inline bool BlasReady() { return g_sgemm != nullptr; }
 
 // c = alpha op(a) op(b) + beta c, row-major, with explicit leading dimensions.
 inline void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -52,20 +46,6 @@ inline void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
     using I = int32_t;
     reinterpret_cast<Sgemm32>(g_sgemm)(kRowMajor, opa, opb, I(m), I(n), I(k), alpha, a, I(lda), b,
                                        I(ldb), beta, c, I(ldc));
-  }
-}
-
-// y = op(mat) x, mat row-major [rows, cols] with leading dimension ld.
-inline void Gemv(bool trans, int64_t rows, int64_t cols, const float* mat, int64_t ld,
-                 const float* x, float* y) {
-  const int op = trans ? kTrans : kNoTrans;
-  if (g_int_bits == 64) {
-    reinterpret_cast<Sgemv64>(g_sgemv)(kRowMajor, op, rows, cols, 1.0f, mat, ld, x, 1, 0.0f, y,
-                                       1);
-  } else {
-    using I = int32_t;
-    reinterpret_cast<Sgemv32>(g_sgemv)(kRowMajor, op, I(rows), I(cols), 1.0f, mat, I(ld), x, 1,
-                                       0.0f, y, 1);
   }
 }
 

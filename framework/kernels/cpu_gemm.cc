@@ -1,10 +1,11 @@
-// deepdive's CPU matrix product for XLA: an XLA FFI handler that calls a CBLAS sgemm/sgemv.
+// deepdive's CPU matrix product for XLA: an XLA FFI handler that calls a CBLAS sgemm, or for
+// products of at most 8 rows (decoding) the kernels of skinny_gemm.h.
 //
 // Why: XLA:CPU's own dot kernels are slower than an optimised BLAS on the shapes of small-model
-// training (the tied LM head) and decoding (skinny products against large weights), and a
-// transposed operand makes XLA materialise a transposed copy first; CBLAS takes the
-// transposition as a flag. A product is split into one block of rows (or, when skinny, of
-// columns) per thread of XLA's pool.
+// training (the tied LM head), and a transposed operand makes XLA materialise a transposed copy
+// first; CBLAS takes the transposition as a flag. A BLAS product is split into one block of rows
+// (or, when skinny, of columns) per thread of XLA's pool; a decode product into contiguous
+// stretches of the weight over the helpers of spin_pool.h.
 //
 // Contract (see framework/cpu_gemm.py): c[M, N] = op(a) @ op(b), fp32, row-major, where
 // op(a) = a ([M, K]) or a^T (a stored [K, M]) and op(b) = b ([K, N]) or b^T (b stored [N, K]).
@@ -22,7 +23,6 @@
 
 namespace ffi = xla::ffi;
 using deepdive::Gemm;
-using deepdive::Gemv;
 
 namespace {
 
@@ -49,12 +49,6 @@ void RunChunk(const Problem& p, int64_t i) {
     return;
   }
   const float* b = p.trans_b ? p.b + lo * ldb : p.b + lo;
-  if (p.m == 1 && !p.trans_a) {
-    // rows lo..hi of b [N, K], or columns lo..hi of b [K, N]
-    Gemv(!p.trans_b, p.trans_b ? hi - lo : p.k, p.trans_b ? p.k : hi - lo, b, ldb, p.a,
-         p.c + lo);
-    return;
-  }
   Gemm(p.trans_a, p.trans_b, p.m, hi - lo, p.k, 1.0f, p.a, lda, b, ldb, 0.0f, p.c + lo, p.n);
 }
 
@@ -146,9 +140,8 @@ ffi::Error MaterializeImpl(ffi::AnyBuffer in, ffi::Result<ffi::AnyBuffer> out) {
 
 }  // namespace
 
-extern "C" void deepdive_set_blas(void* sgemm, void* sgemv, int int_bits) {
+extern "C" void deepdive_set_blas(void* sgemm, int int_bits) {
   deepdive::g_sgemm = sgemm;
-  deepdive::g_sgemv = sgemv;
   deepdive::g_int_bits = int_bits;
 }
 
