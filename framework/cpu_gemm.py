@@ -21,8 +21,9 @@ hold, else ``jnp`` (identical results up to fp32 summation order):
 * ``$DEEPDIVE_CPU_GEMM`` is not ``0``;
 * the kernels (``framework/kernels/``) could be compiled — once per source, jaxlib version
   and CPU, with the C++ compiler found at run time, into the deepdive cache directory — and a
-  CBLAS was found: ``$DEEPDIVE_CBLAS`` (a shared library exporting ``cblas_sgemm``), else on Intel CPUs MKL when installed (``pip install deepdive[mkl]``; 7-10 %
-  faster training steps than OpenBLAS on a 2-core Xeon), else the OpenBLAS that numpy wheels
+  CBLAS was found: ``$DEEPDIVE_CBLAS`` (a shared library exporting ``cblas_sgemm``), else on
+  Intel CPUs MKL when installed (``pip install deepdive[mkl]``; 7-10 % faster training steps
+  than OpenBLAS on a 2-core Xeon), else the OpenBLAS that numpy wheels
   ship (ILP64, ``scipy_`` prefix, loaded from a private copy so that numpy's own instance is
   left as it was). The BLAS runs single-threaded: XLA's intra-op pool splits each product over
   its threads.
@@ -90,10 +91,12 @@ _THREAD_SETTERS = (
 )
 
 
-def _cpu_vendor() -> str:
+@functools.cache
+def _cpuinfo(field: str) -> str:
+    """The first ``field`` line's value in /proc/cpuinfo ("" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
@@ -105,7 +108,7 @@ def _blas_candidates() -> list[tuple[Path, bool]]:
     if env := os.environ.get(ENV_CBLAS):
         return [(Path(env), False)]
     found: list[tuple[Path, bool]] = []
-    if _cpu_vendor() == "GenuineIntel":  # MKL (the `mkl` extra) where it is at its best
+    if _cpuinfo("vendor_id") == "GenuineIntel":  # MKL (the `mkl` extra) where it is at its best
         found += [(Path(p), False) for p in sorted(glob.glob(f"{sys.prefix}/lib/libmkl_rt.so*"))]
     numpy_libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
     found += [
@@ -129,7 +132,7 @@ def _private_copy(path: Path) -> Path:
 MKL_THREADING_SEQUENTIAL = 1  # mkl_service.h
 
 
-def _find_cblas() -> tuple[ctypes.CDLL, int, int, int, str] | None:
+def _find_cblas() -> tuple[ctypes.CDLL, int, int, str] | None:
     """(library, sgemm address, integer bits, name) of the first usable CBLAS,
     set to run single-threaded (numpy's OpenBLAS is loaded as a private copy for that: numpy
     keeps its own instance and thread count; MKL is switched to its sequential layer)."""
@@ -163,12 +166,7 @@ CXXFLAGS = ["-O3", "-march=native", "-ffast-math", "-std=c++17", "-shared", "-fP
 
 def _cpu_identity() -> bytes:
     """What the compiled code depends on besides its source: the CPU model and flags."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return os.uname().machine.encode()
-    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
-    return "\n".join(keep).encode()
+    return f"{os.uname().machine}|{_cpuinfo('model name')}|{_cpuinfo('flags')}".encode()
 
 
 def _compile() -> Path:

@@ -476,7 +476,7 @@ class CausalSelfAttention(nnx.Module):
             v_new = v.transpose(0, 2, 1, 3).reshape(b * kv, t, d).astype(cache_v.dtype)
             cache_k = jax.lax.dynamic_update_slice(cache_k, k_new, (zero, zero, ctx.index))
             cache_v = jax.lax.dynamic_update_slice(cache_v, v_new, (zero, ctx.index, zero))
-            if cpu_attention.decode_usable(q, cache_k, cache_v):  # a batched CPU decode step
+            if cpu_attention.decode_usable(q, cache_k, cache_v):  # a CPU decode step
                 y = cpu_attention.decode_attention(
                     q, cache_k, cache_v, ctx.mask[:, 0, 0, :], ctx.index + t, scale
                 )

@@ -1,9 +1,10 @@
-// Shared by deepdive's CPU kernels: the CBLAS entry points handed over from Python, and a
+// Shared by deepdive's CPU kernels: the CBLAS entry point handed over from Python, and a
 // parallel-for over XLA's intra-op thread pool.
 //
 // The BLAS is not linked: Python resolves a CBLAS `sgemm` (by default a private, single-threaded
-// copy of the OpenBLAS that numpy ships) and passes the function pointer to deepdive_set_blas(). Parallelism comes from XLA's own thread pool, so no second set of
-// spinning BLAS threads competes with XLA's for the cores.
+// copy of the OpenBLAS that numpy ships) and passes the function pointer to deepdive_set_blas().
+// Parallelism comes from XLA's own thread pool (and, for the short kernels of a decode step, from
+// spin_pool.h), so no second set of spinning BLAS threads competes for the cores.
 
 #ifndef DEEPDIVE_KERNELS_BLAS_H_
 #define DEEPDIVE_KERNELS_BLAS_H_

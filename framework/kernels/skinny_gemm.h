@@ -6,18 +6,18 @@
 // then as fast as at M = 1: bound by reading the weight from memory.
 //
 // Two layouts (row-major, fp32):
-//   SkinnyNN: y[M, n0:n1] = x[M, K] @ w[K, n0:n1]      (w stored [K, N], ldw = N)
-//   SkinnyNT: y[M, n0:n1] = x[M, K] @ w[n0:n1, K]^T    (w stored [N, K], ldw = K; a tied head)
+//   NN: y[M, n0:n1] = x[M, K] @ w[K, n0:n1]      (w stored [K, N], ldw = N)
+//   NT: y[M, n0:n1] = x[M, K] @ w[n0:n1, K]^T    (w stored [N, K], ldw = K; a tied head)
 // NN walks the weight in panels of a few rows, one register block of columns after the other,
 // so each row of the panel is read in ascending addresses (what hardware prefetchers follow);
-// the partial sums are kept in y between panels. NT takes kRowsNT weight rows at a time and
-// reduces each row's vector sums at the end.
+// the partial sums are kept in y between panels. NT takes a few weight rows at a time and
+// reduces each row's vector sums at the end. Either way MR rows times RegisterBlock(MR) vectors
+// (or weight rows) of partial sums fill the registers.
 
 #ifndef DEEPDIVE_KERNELS_SKINNY_GEMM_H_
 #define DEEPDIVE_KERNELS_SKINNY_GEMM_H_
 
 #include <cstdint>
-#include <cstring>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -57,7 +57,8 @@ inline float Sum(Vec v) {
 #endif
 }
 
-constexpr int VectorsNN(int rows) {
+// Vectors of columns (NN) or weight rows (NT) per register block for `rows` rows of x.
+constexpr int RegisterBlock(int rows) {
   return kAccRegs / rows < 1 ? 1 : (kAccRegs / rows > 8 ? 8 : kAccRegs / rows);
 }
 
@@ -96,7 +97,7 @@ inline void BlockNN(const float* x, int64_t ldx, const float* w, int64_t ldw, fl
 template <int MR>
 void NN(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy,
         int64_t k_total, int64_t n0, int64_t n1) {
-  constexpr int NV = VectorsNN(MR);
+  constexpr int NV = RegisterBlock(MR);
   constexpr int64_t wide = NV * kLanes;
   constexpr int64_t panel = PanelNN(MR);
   for (int64_t k0 = 0; k0 < k_total; k0 += panel) {
@@ -149,14 +150,10 @@ inline void BlockNT(const float* x, int64_t ldx, const float* w, int64_t ldw, fl
   }
 }
 
-constexpr int RowsNT(int rows) {
-  return kAccRegs / rows < 1 ? 1 : (kAccRegs / rows > 8 ? 8 : kAccRegs / rows);
-}
-
 template <int MR>
 void NT(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy,
         int64_t k_total, int64_t n0, int64_t n1) {
-  constexpr int NR = RowsNT(MR);
+  constexpr int NR = RegisterBlock(MR);
   int64_t n = n0;
   for (; n + NR <= n1; n += NR) BlockNT<MR, NR>(x, ldx, w, ldw, y, ldy, n, k_total);
   for (; n < n1; ++n) BlockNT<MR, 1>(x, ldx, w, ldw, y, ldy, n, k_total);
