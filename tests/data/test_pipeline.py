@@ -180,3 +180,30 @@ def test_explain_text_on_stdin_and_ambiguous_warc(capsys, monkeypatch):
     assert "[trafilatura]" not in out  # plain text is not extracted
     code, _, err = explain([str(corpus("web", "warc", "dolma-sample-0001.warc.gz"))], capsys)
     assert code == 2 and "--record" in err
+
+
+def test_shard_writers_racing_on_one_new_directory_all_succeed(tmp_path):
+    """Workers writing shards of one category create its directory at once; none may fail."""
+    import threading
+
+    from beam_pipelines.common import write_shard
+    from framework.document import Document
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def write(shard: int) -> None:
+        barrier.wait()
+        try:
+            doc = Document(id=f"doc-{shard}", text="some text")
+            write_shard(str(tmp_path / "removed" / "language" / f"{shard:05d}.jsonl.gz"), [doc])
+        except BaseException as exc:  # noqa: BLE001 — the test reports every failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(read_docs(tmp_path / "removed" / "language")) == 8
