@@ -185,21 +185,6 @@ def shard_of(doc_id: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "little") % max(1, num_shards)
 
 
-def ensure_directory(directory: str) -> None:
-    """Create ``directory`` unless it exists; safe when several workers create it at once.
-
-    Beam's ``FileSystems.mkdirs`` fails on an existing directory, and workers writing shards of
-    the same category race between checking and creating it.
-    """
-    if FileSystems.exists(directory):
-        return
-    try:
-        FileSystems.mkdirs(directory)
-    except OSError:
-        if not FileSystems.exists(directory):
-            raise
-
-
 def write_shard(path: str, docs: Iterable[Document]) -> int:
     """Write documents (sorted by id) as one gzip JSONL file via Beam's FileSystems; atomic."""
     ordered = sorted(docs, key=lambda d: d.id)
@@ -210,7 +195,8 @@ def write_shard(path: str, docs: Iterable[Document]) -> int:
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     from apache_beam.io.filesystem import CompressionTypes
 
-    ensure_directory(path.rsplit("/", 1)[0])
+    # create() makes the missing parent directories itself (where the file system has any),
+    # safely when several workers write shards of one category at once.
     with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(buffer.getvalue())
     if FileSystems.exists(path):

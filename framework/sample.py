@@ -164,9 +164,8 @@ def _seen_init(tokens: jax.Array, mask: jax.Array, vocab: int) -> jax.Array:
 def _token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     """log softmax(logits)[token] per row, without writing the whole log-softmax out."""
     logits = logits.astype(jnp.float32)
-    top = jnp.max(logits, axis=-1)
-    log_norm = top + jnp.log(jnp.sum(jnp.exp(logits - top[:, None]), axis=-1))
-    return jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - log_norm
+    picked = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
 class Generator:

@@ -35,11 +35,13 @@ def test_matmul2d_matches_float64_numpy(m, k, n, trans_a, trans_b):
 
 @pytest.mark.parametrize("m", range(1, 9))
 @pytest.mark.parametrize("trans_b", [False, True])
-def test_skinny_products_match_float64_numpy(m, trans_b):
+@pytest.mark.parametrize("k,n", [(101, 16 * 13 + 5), (515, 1029)])  # one chunk; one per thread
+def test_skinny_products_match_float64_numpy(m, trans_b, k, n):
     """The decode kernels (M <= 8 rows, skinny_gemm.h) for every row count: K spans several
-    panels plus a remainder and N leaves partial vectors, so every tail path runs."""
+    panels plus a remainder and N leaves partial vectors, so every tail path runs; the 2 MB
+    weight is split over the helper threads (by rows of [N, K], by partial sums over K of
+    [K, N])."""
     rng = np.random.default_rng(m)
-    k, n = 101, 16 * 13 + 5
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
     ref = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
