@@ -38,8 +38,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.worker.statesampler import get_current_tracker
 
-from framework.document import Document, shard_name
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
+from framework.data.document import Document, shard_name
 
 NAMESPACE = "deepdive"
 COMPLETED = "COMPLETED"

@@ -31,15 +31,15 @@ from typing import Any
 
 import gin
 
-from framework.document import Document
-from framework.readers import ReadItem, read_any
+from framework.data.document import Document
+from framework.data.readers import ReadItem, read_any
 
 ERROR_TEXT_LIMIT = 1_000_000  # keep the page of an extraction error in errors/ up to this size
 
 
 def plugin_name(obj: Any, kind: str) -> str:
     """The registry name an object was built from (``filters.url`` → ``url``)."""
-    from framework import registry
+    from framework.core import registry
 
     for entry in registry.kind(kind).entries():
         try:
@@ -240,8 +240,8 @@ class FinewebPipeline:
     # -- the Beam run -------------------------------------------------------------------------
     def files(self) -> list[str]:
         """Input files: local globs, or ``scheme://`` globs through Beam's FileSystems."""
-        from framework.document import expand_inputs
-        from framework.errors import InputError
+        from framework.core.errors import InputError
+        from framework.data.document import expand_inputs
 
         patterns = self.input if isinstance(self.input, list | tuple) else [self.input]
         remote = [str(p) for p in patterns if "://" in str(p)]

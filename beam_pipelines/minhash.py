@@ -3,7 +3,7 @@
 One pipeline when ``rounds_per_pipeline`` rounds of connected components suffice (the usual
 case), more when they do not:
 
-    1. files ─► Sign (per file, batches of documents: FineWeb signatures, framework/minhash.py)
+    1. files ─► Sign (per file, batches of documents: FineWeb signatures, framework/data/signatures.py)
              ─► (band key, node) for each of the 14 bands
              ─► GroupByKey(band key) ─► candidate edges: each node of a bucket → the bucket's
                 smallest node (a star, not all pairs) ─► Distinct
@@ -53,8 +53,8 @@ import gin
 import numpy as np
 
 from beam_pipelines import common
-from framework.document import Document, expand_inputs, shard_name
-from framework.minhash import (
+from framework.data.document import Document, expand_inputs, shard_name
+from framework.data.signatures import (
     MinHashConfig,
     SignatureComputer,
     iter_batches,
@@ -710,7 +710,7 @@ def build(
     try:
         config = MinHashConfig(n_grams, num_buckets, hashes_per_bucket, seed, hash_fc, precision)
     except ValueError as error:
-        from framework.errors import ConfigError
+        from framework.core.errors import ConfigError
 
         raise ConfigError(f"minhash.build: {error}") from None
     return MinhashPipeline(

@@ -35,8 +35,8 @@ import apache_beam as beam
 import gin
 
 from beam_pipelines import common
-from framework.document import Document
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
+from framework.data.document import Document
 
 WORK_DIR = ".tokenize_work"
 SPLITS = ("train", "validation")
@@ -70,12 +70,12 @@ class TokenizeSpec:
     batch_size: int
 
     def files(self) -> list[str]:
-        from framework.document import expand_inputs
+        from framework.data.document import expand_inputs
 
         return expand_inputs(self.input)
 
     def load_tokenizer(self):
-        from framework.tokenizer_io import load_tokenizer
+        from framework.tokenize.files import load_tokenizer
 
         return load_tokenizer(self.tokenizer)
 
@@ -187,7 +187,7 @@ class TokenizeFileFn(beam.DoFn):
 
     def setup(self) -> None:
         from beam_pipelines.common import Heartbeat
-        from framework.tokenizer_io import load_tokenizer
+        from framework.tokenize.files import load_tokenizer
 
         self.tok = load_tokenizer(self.tokenizer_path)
         self.eot = self.tok.eot_id

@@ -293,7 +293,7 @@ def agreement(dt: dict[str, str], dd: dict[str, str]) -> dict:
 
 def all_record_ids(warc: str) -> list[str]:
     sys.path.insert(0, str(REPO))
-    from framework.readers import read_any
+    from framework.data.readers import read_any
 
     return [it.doc.id for it in read_any(warc) if it.kind in ("page", "error")]
 

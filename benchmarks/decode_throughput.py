@@ -128,8 +128,10 @@ def main() -> int:
     import jax
     import torch
 
-    from framework import discovery, hf_import, sample
-    from framework.registry import SAMPLERS
+    from framework.core import discovery
+    from framework.core.registry import SAMPLERS
+    from framework.models import hf_import
+    from framework.sample import generate as sample
 
     torch.set_num_threads(os.cpu_count() or 1)
     discovery.load_plugins()

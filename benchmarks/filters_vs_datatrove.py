@@ -162,10 +162,10 @@ def synthetic(rows: list[dict], seed: int = 0) -> list[dict]:
 
 
 def run_deepdive(rows: list[dict]) -> tuple[list[dict], dict[str, float]]:
-    from framework import discovery
-    from framework.document import Document
-    from framework.registry import FILTERS as REG
-    from framework.registry import FORMATTERS
+    from framework.core import discovery
+    from framework.core.registry import FILTERS as REG
+    from framework.core.registry import FORMATTERS
+    from framework.data.document import Document
 
     discovery.load_plugins()
     filters = {name: REG.build(name) for name in FILTERS}

@@ -4,8 +4,8 @@ Both sides train the same GPT-2 configuration from random init with AdamW in fp3
 tokens, in separate child processes of this script, with the same thread count and the same
 allocator (``LD_PRELOAD`` of tcmalloc when found, else the system malloc; both get the same).
 deepdive runs the real trainer (``deepdive train --gin_file experiments/bench/*.gin``, with its
-defaults: on one CPU device that means the BLAS products of ``framework/cpu_gemm.py`` and the
-blocked attention kernel of ``framework/cpu_attention.py``) and its figure is the median
+defaults: on one CPU device that means the BLAS products of ``framework/kernels/cpu/gemm.py`` and the
+blocked attention kernel of ``framework/kernels/cpu/attention.py``) and its figure is the median
 ``tokens_per_s`` of metrics.jsonl after the warm-up steps; PyTorch runs a plain
 ``GPT2LMHeadModel`` loop (forward, loss, backward, clip, AdamW step) timed the same way.
 Peak memory is each child's maximum resident set size (``wait4``).

@@ -2,6 +2,6 @@
 
 import sys
 
-from framework.cli import main
+from framework.cli.app import main
 
 sys.exit(main())

@@ -23,6 +23,6 @@ def shared():
 
 @pytest.fixture(scope="session", autouse=True)
 def _plugins_loaded():
-    from framework import discovery
+    from framework.core import discovery
 
     discovery.load_plugins()

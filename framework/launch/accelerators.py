@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from framework import registry
+from framework.core import registry
 
 # generation -> (runtime version, allowed sizes, cores per chip)
 # Runtime versions: Google Cloud TPU docs, "TPU software versions" (v5e: v2-alpha-tpuv5-lite,

@@ -22,8 +22,8 @@ from typing import Any
 
 import gin
 
-from framework import config, discovery
-from framework.errors import ConfigError
+from framework.core import config, discovery
+from framework.core.errors import ConfigError
 from framework.launch import backend as backend_lib
 from framework.launch.sweep import Run, Sweep, save, to_gin
 
@@ -99,8 +99,8 @@ def target_device_bindings(run: Run) -> list[str]:
 
 def validate_run_gin(run_gin: Path, root: Path, bindings: list[str] = ()) -> dict[str, Any]:
     """``deepdive validate --gin_file run_gin`` in-process; returns facts the launchers use."""
-    from framework import cli
-    from framework.commands import validate
+    from framework.cli import app as cli
+    from framework.cli.commands import validate
 
     discovery.load_plugins()
     cli.import_command_modules()  # every command's top-level configurable, as configure() does

@@ -58,7 +58,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
 from framework.launch import accelerators
 
 _TOP_KEYS = {
@@ -271,7 +271,7 @@ class Sweep:
 def _check_keys(where: str, table: dict, allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        from framework.registry import suggest
+        from framework.core.registry import suggest
 
         hints = "".join(suggest(k, sorted(allowed)) for k in unknown)
         raise ConfigError(

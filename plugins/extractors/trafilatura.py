@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from framework.registry import EXTRACTORS
+from framework.core.registry import EXTRACTORS
 
 WALL_FACTOR = 10  # wall-clock cap = WALL_FACTOR × the CPU-time limit
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

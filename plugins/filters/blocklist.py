@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from framework.cache import cache_dir
+from framework.core.cache import cache_dir
 
 INDEX_MIN_ENTRIES = 100_000
 _FORMAT = "xxh3_64-sorted-v1"
@@ -38,7 +38,7 @@ def read_entries(path: str | Path) -> Iterator[str]:
         with open(path, encoding="utf-8", errors="replace") as f:
             data = f.read()
     except OSError as e:
-        from framework.errors import ConfigError
+        from framework.core.errors import ConfigError
 
         raise ConfigError(f"filters.url: cannot read list file {path}: {e.strerror}") from e
     for line in data.split("\n"):

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework import text as textlib
-from framework.registry import FILTERS
+from framework.core.registry import FILTERS
+from framework.data import text as textlib
 from plugins.filters.explaining import Report, verdict
 
 

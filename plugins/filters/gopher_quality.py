@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from framework import text as textlib
-from framework.registry import FILTERS
+from framework.core.registry import FILTERS
+from framework.data import text as textlib
 from plugins.filters.explaining import Report, verdict
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")

@@ -22,8 +22,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from framework import text as textlib
-from framework.registry import FILTERS
+from framework.core.registry import FILTERS
+from framework.data import text as textlib
 from plugins.filters.explaining import Report, verdict
 
 _PARAGRAPH_SPLIT = re.compile(r"\n{2,}")

@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from framework.registry import FILTERS
+from framework.core.registry import FILTERS
 from plugins.filters.explaining import Report, verdict
 
 _MODELS: dict[str, Any] = {}

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from framework.registry import FILTERS
+from framework.core.registry import FILTERS
 from plugins.filters.blocklist import BlockList, read_entries
 from plugins.filters.explaining import Report, verdict
 

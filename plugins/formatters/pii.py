@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from framework.registry import FORMATTERS
+from framework.core.registry import FORMATTERS
 
 EMAIL = re.compile(
     r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@"

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
+from framework.core.registry import LAUNCHERS
 from framework.launch import backend as backend_lib
 from framework.launch import results
 from framework.launch.sweep import Run, Sweep
-from framework.registry import LAUNCHERS
 
 
 class _Stop(Exception):

@@ -15,7 +15,7 @@ For each run, ``runs/NAME/<id>/task.yaml`` holds:
   (``.[tpu]`` → ``jax[tpu]``, ``.[cuda12]`` → ``jax[cuda12]``);
 * ``run``: ``deepdive train --gin_file runs/NAME/<id>/run.gin --gin.MODEL_DIR="$MODEL_DIR"``.
   On several nodes SkyPilot sets ``SKYPILOT_NODE_IPS``, ``SKYPILOT_NODE_RANK`` and
-  ``SKYPILOT_NUM_NODES`` on every node; ``framework/distributed.py`` reads them to call
+  ``SKYPILOT_NUM_NODES`` on every node; ``framework/core/distributed.py`` reads them to call
   ``jax.distributed.initialize`` (coordinator: the first IP, port ``DEEPDIVE_COORDINATOR_PORT``).
   A multi-host TPU slice is a single SkyPilot node whose hosts all run the command; there the task
   sets ``DEEPDIVE_DISTRIBUTED=auto`` so JAX discovers the slice's hosts itself.
@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
+from framework.core.registry import LAUNCHERS
 from framework.launch import backend as backend_lib
 from framework.launch.sweep import Run, Sweep
-from framework.registry import LAUNCHERS
 
 MOUNT_PATH = "/deepdive_output"
 COORDINATOR_PORT = 8476

@@ -11,7 +11,7 @@ For each run, ``runs/NAME/<id>/xpk.sh`` holds one ``xpk workload create`` comman
   installs deepdive with the JAX extra for the hardware when the image is a base image, then runs
   ``deepdive train --gin_file runs/NAME/<id>/run.gin --gin.MODEL_DIR="$MODEL_DIR"``.
   With more than one process (a multi-VM TPU slice, several slices or GPU nodes) it adds
-  ``--env DEEPDIVE_DISTRIBUTED=auto`` so ``framework/distributed.py`` lets JAX auto-detect the
+  ``--env DEEPDIVE_DISTRIBUTED=auto`` so ``framework/core/distributed.py`` lets JAX auto-detect the
   cluster (GKE TPU slices are detected; multi-node GPU detection is JAX's, not verified here).
 
 Workload names follow xpk's rule: ``[a-z]([-a-z0-9]*[a-z0-9])?``, under 40 characters.
@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
+from framework.core.registry import LAUNCHERS
 from framework.launch import backend as backend_lib
 from framework.launch.sweep import Run, Sweep
-from framework.registry import LAUNCHERS
 
 
 @LAUNCHERS.register("xpk")

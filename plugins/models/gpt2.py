@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from framework import layers
-from framework.kv_cache import KVCache
-from framework.registry import MODELS
+from framework.core.registry import MODELS
+from framework.models import layers
+from framework.models.kv_cache import KVCache
 
 
 @MODELS.register("gpt2")
@@ -31,7 +31,7 @@ class GPT2Config(layers.PalmFlopsPerToken):
     """GPT-2 hyper-parameters (defaults: GPT-2 small, 124M parameters).
 
     ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters are always fp32.
-    ``attention_impl``: None (automatic: the blocked CPU kernel of ``framework/cpu_attention.py``
+    ``attention_impl``: None (automatic: the blocked CPU kernel of ``framework/kernels/cpu/attention.py``
     for fp32 causal attention on one CPU device, else ``jax.nn.dot_product_attention``), "xla"
     (always ``jax.nn.dot_product_attention``), "cudnn" (flash attention on NVIDIA GPUs, plain
     causal training path) or "lowmem" (``layers.lowmem_attention``: keeps no T×T matrix for the
@@ -53,7 +53,7 @@ class GPT2Config(layers.PalmFlopsPerToken):
     remat: bool = False
 
     def __post_init__(self):
-        from framework.errors import ConfigError
+        from framework.core.errors import ConfigError
 
         layers.check_positive(
             "gpt2",
@@ -162,7 +162,7 @@ class Block(nnx.Module):
 
 
 class GPT2(nnx.Module):
-    """The GPT-2 language model; call contract in ``framework/kv_cache.py`` / preamble §4."""
+    """The GPT-2 language model; call contract in ``framework/models/kv_cache.py`` / preamble §4."""
 
     def __init__(self, config: GPT2Config, *, rngs: nnx.Rngs):
         c = config

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from framework import layers
-from framework.kv_cache import KVCache
-from framework.registry import MODELS
+from framework.core.registry import MODELS
+from framework.models import layers
+from framework.models.kv_cache import KVCache
 
 
 @MODELS.register("llama")
@@ -52,7 +52,7 @@ class LlamaConfig(layers.PalmFlopsPerToken):
     remat: bool = False
 
     def __post_init__(self):
-        from framework.errors import ConfigError
+        from framework.core.errors import ConfigError
 
         layers.check_positive(
             "llama",
@@ -152,7 +152,7 @@ class Block(nnx.Module):
 
 
 class Llama(nnx.Module):
-    """The Llama language model; call contract in ``framework/kv_cache.py`` / preamble §4."""
+    """The Llama language model; call contract in ``framework/models/kv_cache.py`` / preamble §4."""
 
     def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
         c = config

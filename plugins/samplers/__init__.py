@@ -4,7 +4,7 @@ Every sampler is a small frozen dataclass, registered with ``@SAMPLERS.register(
 ``__call__(logits, seen) -> logits`` maps ``float32[B, V]`` logits to ``float32[B, V]`` logits with
 removed tokens set to ``-inf``. ``seen`` is ``bool[B, V]``: the tokens present in the row's prompt
 or already generated (used by penalties; ignored by the others). The engine
-(``framework/sample.py``) draws the next token from ``softmax`` of the chain's output, or takes
+(``framework/sample/generate.py``) draws the next token from ``softmax`` of the chain's output, or takes
 its ``argmax`` when the chain is deterministic (``greedy``, or ``temperature`` 0).
 
 Each sampler declares its ``stage``; the engine sorts a chain into the canonical order below,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from framework.registry import SAMPLERS
+from framework.core.registry import SAMPLERS
 from plugins.samplers import STAGES, keep_argmax
 
 

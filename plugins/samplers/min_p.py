@@ -6,8 +6,8 @@ import dataclasses
 import math
 from typing import ClassVar
 
-from framework.errors import ConfigError
-from framework.registry import SAMPLERS
+from framework.core.errors import ConfigError
+from framework.core.registry import SAMPLERS
 from plugins.samplers import STAGES, mask_below
 
 

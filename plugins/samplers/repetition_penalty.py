@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from framework.errors import ConfigError
-from framework.registry import SAMPLERS
+from framework.core.errors import ConfigError
+from framework.core.registry import SAMPLERS
 from plugins.samplers import STAGES
 
 

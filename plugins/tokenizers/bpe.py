@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import regex
 
-from framework.errors import ConfigError, InputError
-from framework.registry import TOKENIZERS
+from framework.core.errors import ConfigError, InputError
+from framework.core.registry import TOKENIZERS
 from plugins.tokenizers import rankfile
 from plugins.tokenizers.rankfile import ENDOFTEXT, Ranks
 

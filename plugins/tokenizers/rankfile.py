@@ -26,7 +26,7 @@ from pathlib import Path
 
 import regex
 
-from framework.errors import InputError
+from framework.core.errors import InputError
 
 Ranks = dict[bytes, int]
 

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from framework.errors import ConfigError, InputError
-from framework.registry import TOKENIZERS
+from framework.core.errors import ConfigError, InputError
+from framework.core.registry import TOKENIZERS
 from plugins.tokenizers import special
 from plugins.tokenizers.rankfile import ENDOFTEXT
 

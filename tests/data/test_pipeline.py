@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from framework import cli
+from framework.cli import app as cli
 from tests.data.warc_utils import gzip_members, warc_record, write_warc_gz
 from tests.helpers import corpus
 
@@ -94,7 +94,7 @@ def test_outputs_follow_design_section_5(run_dir):
 
 def test_every_page_lands_exactly_once(run_dir):
     inp, out = run_dir
-    from framework.readers import read_any
+    from framework.data.readers import read_any
 
     expected = [it.doc.id for it in read_any(str(inp / "good.warc.gz")) if it.kind == "page"]
     seen = [d["id"] for d in read_docs(out)]
@@ -187,7 +187,7 @@ def test_shard_writers_racing_on_one_new_directory_all_succeed(tmp_path):
     import threading
 
     from beam_pipelines.common import write_shard
-    from framework.document import Document
+    from framework.data.document import Document
 
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)

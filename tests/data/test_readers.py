@@ -8,7 +8,7 @@ import hashlib
 import json
 import uuid
 
-from framework.readers import read_any, read_warc
+from framework.data.readers import read_any, read_warc
 from tests.data.warc_utils import gzip_members, warc_record, write_warc_gz
 from tests.helpers import corpus
 

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from framework.minhash import SignatureComputer, jaccard, lsh_probability
+from framework.data.signatures import SignatureComputer, jaccard, lsh_probability
 
 
 def _edit(text: str, fraction: float, rng: random.Random) -> str:

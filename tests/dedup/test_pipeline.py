@@ -12,7 +12,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that
 
 from beam_pipelines import minhash as mh
-from framework.document import Document, read_jsonl, write_jsonl_gz
+from framework.data.document import Document, read_jsonl, write_jsonl_gz
 
 FAST = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework import minhash
-from framework.minhash import MinHashConfig, SignatureComputer, WordSplitter, simplify_text
+from framework.data import signatures as minhash
+from framework.data.signatures import MinHashConfig, SignatureComputer, WordSplitter, simplify_text
 
 FOX = "The quick brown fox jumps over the lazy dog. It cannot stop!"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines import dask_runner
-from framework.builtin_data import write_builtin_warc
+from framework.data.builtin import write_builtin_warc
 from tests.data.warc_utils import gzip_members
 from tests.helpers import REPO_ROOT
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from framework import cli
-from framework.builtin_data import write_builtin_warc
+from framework.cli import app as cli
+from framework.data.builtin import write_builtin_warc
 from tests.data.warc_utils import gzip_members, warc_record, write_warc_gz
 from tests.helpers import REPO_ROOT
 from tests.train.helpers import TINY, losses
@@ -161,7 +161,7 @@ def test_full_disk_during_training_is_a_clear_error_and_keeps_the_last_checkpoin
     from flax import nnx
 
     import tests.train.tiny_model  # noqa: F401 - registers models.tiny_test_lm here too
-    from framework.checkpoint import load_for_inference
+    from framework.train.checkpoint import load_for_inference
 
     run = tmp_path / "run"
     first = _run(_train_cmd(run, 8))

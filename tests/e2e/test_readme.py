@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.builtin_data import write_builtin_warc
+from framework.data.builtin import write_builtin_warc
 
 REPO = Path(__file__).resolve().parents[2]
 # The commands run as a user runs them: one CPU device, not the 8 host devices of conftest.

@@ -1,6 +1,6 @@
 import pytest
 
-from framework.document import Document
+from framework.data.document import Document
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_fineweb_defaults():
 
 
 def test_c4_rewrite_feeds_fineweb_the_same_words(doc):
-    from framework import text as textlib
+    from framework.data import text as textlib
 
     d = doc("\n".join([S + " [2]Extra words here.", "x y", S, S, S, S + "  More  (text)!"]))
     assert c4().filter(d) is True

@@ -101,7 +101,7 @@ def test_url_default_lists_and_missing_url(doc):
 
 
 def test_url_missing_list_file_is_a_config_error(doc):
-    from framework.errors import ConfigError
+    from framework.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cannot read list file"):
         URLFilter(domain_files=["/nonexistent/domains"]).filter(doc("x", url="https://a.com"))

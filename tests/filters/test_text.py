@@ -1,6 +1,6 @@
-"""framework.text: spaCy word/sentence splitting, punctuation sets, duplicates (hand-checked facts)."""
+"""framework.data.text: spaCy word/sentence splitting, punctuation sets, duplicates (hand-checked facts)."""
 
-from framework import text
+from framework.data import text
 
 
 def test_words_match_spacy_blank_english_verified_example():

@@ -1,6 +1,6 @@
 """pii: the reference's regexes and quirks, per-document placeholders, the optional fixes."""
 
-from framework.document import Document
+from framework.data.document import Document
 from plugins.formatters.pii import PIIFormatter
 
 E1, E2 = "email@example.com", "firstname.lastname@example.org"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from framework import cli
+from framework.cli import app as cli
 
 
 def deepdive(*args, cwd=None, env=None):
@@ -56,7 +56,7 @@ def test_plugins_lists_every_kind():
 
 
 def test_describe_typo_exits_2_with_suggestion_on_one_line():
-    from framework import registry
+    from framework.core import registry
 
     names = registry.FILTERS.names()
     if not names:

@@ -6,9 +6,9 @@ import os
 import gin
 import pytest
 
-from framework import config
-from framework.errors import ConfigError
-from framework.registry import FILTERS
+from framework.core import config
+from framework.core.errors import ConfigError
+from framework.core.registry import FILTERS
 
 
 class Threshold:

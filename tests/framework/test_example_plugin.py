@@ -70,12 +70,12 @@ def test_autoload_can_be_switched_off(installed_example):
 
 def test_selected_from_a_gin_file(installed_example, tmp_path):
     gin_file = tmp_path / "select.gin"
-    gin_file.write_text("import framework.registry\nfilters.min_characters.min_chars = 5\n")
+    gin_file.write_text("import framework.core.registry\nfilters.min_characters.min_chars = 5\n")
     result = run("validate", "--gin_file", str(gin_file))
     assert result.returncode == 0, result.stderr
     code = (
         "from framework import discovery, config, registry\n"
-        "from framework.document import Document\n"
+        "from framework.data.document import Document\n"
         "discovery.load_plugins()\n"
         f"config.parse([{str(gin_file)!r}])\n"
         "f = registry.FILTERS.build('min_characters')\n"

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from framework import config
-from framework.builtin_data import write_builtin_warc
-from framework.document import Document, write_jsonl_gz
+from framework.core import config
+from framework.data.builtin import write_builtin_warc
+from framework.data.document import Document, write_jsonl_gz
 
 GIN_FILES = sorted(config.EXPERIMENTS_DIR.rglob("*.gin"))
 REQUIRED = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*%gin\.REQUIRED", re.MULTILINE)
@@ -40,8 +40,8 @@ def scratch(tmp_path_factory):
         [Document("a", "Some English text about tokenizers and models.")],
     )
     (base / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
-    from framework.registry import TOKENIZERS
-    from framework.tokenizer_io import load_tokenizer  # noqa: F401 - registers tokenizers
+    from framework.core.registry import TOKENIZERS
+    from framework.tokenize.files import load_tokenizer  # noqa: F401 - registers tokenizers
 
     TOKENIZERS.build("bytes").save(base / "tokenizer")
     return base

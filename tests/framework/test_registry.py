@@ -3,9 +3,9 @@
 import gin
 import pytest
 
-from framework import registry
-from framework.document import Document
-from framework.registry import FILTERS, MODELS
+from framework.core import registry
+from framework.core.registry import FILTERS, MODELS
+from framework.data.document import Document
 
 
 class KeepLong:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from framework import config
+from framework.core import config
 from framework.launch import render, results, sweep
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framework import cli
+from framework.cli import app as cli
 from tests.launch import helpers
 
 GOLDEN = Path(__file__).with_name("golden")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from framework import cli
+from framework.cli import app as cli
 from framework.launch import backend, render, results, sweep
 from plugins.launchers.local import LocalLauncher
 from tests.launch import helpers

@@ -3,8 +3,8 @@
 import gin
 import pytest
 
-from framework import config
-from framework.errors import ConfigError
+from framework.core import config
+from framework.core.errors import ConfigError
 from framework.launch import render, sweep
 from tests.launch import helpers
 
@@ -51,7 +51,7 @@ def test_render_writes_one_run_gin_per_run_that_gin_reads_back(project):
 
 
 def test_validate_command_accepts_every_rendered_run(project):
-    from framework import cli
+    from framework.cli import app as cli
 
     path = helpers.make_project(project, SWEEP)
     sweep_dir = render.render(sweep.load(path))
@@ -102,7 +102,7 @@ def test_unset_required_macro_is_caught_by_validation(project):
 
 
 def test_cli_render_then_status(project, capsys):
-    from framework import cli
+    from framework.cli import app as cli
 
     path = helpers.make_project(project, SWEEP)
     assert cli.main(["sweep", "render", str(path)]) == 0
@@ -116,7 +116,7 @@ def test_cli_render_then_status(project, capsys):
 
 
 def test_cli_errors_are_one_line_exit_2(project, capsys):
-    from framework import cli
+    from framework.cli import app as cli
 
     bad = SWEEP + '\n[resources]\naccelerator = "H100:3x"\n'
     path = helpers.make_project(project, bad)
@@ -127,7 +127,7 @@ def test_cli_errors_are_one_line_exit_2(project, capsys):
 
 @pytest.mark.parametrize("name", ["tiny_lr_width", "tpu_example", "gpu_example"])
 def test_shipped_sweeps_render_and_validate(name, tmp_path, monkeypatch):
-    from framework import cli
+    from framework.cli import app as cli
 
     monkeypatch.chdir(tmp_path)
     path = config.EXPERIMENTS_DIR / "sweeps" / f"{name}.toml"

@@ -3,7 +3,7 @@
 import gin
 import pytest
 
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
 from framework.launch import accelerators
 from framework.launch.sweep import GinExpr, expand, format_run_id, to_gin
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import cli
+from framework.cli import app as cli
 
 
 def _convert(hf_dir, ranks, output, *extra):
@@ -42,7 +42,7 @@ def converted(hf_gpt2, byte_ranks, tmp_path_factory):
 
 
 def test_convert_writes_a_run_directory_that_reproduces_transformers(converted, hf_gpt2):
-    from framework.checkpoint import load_for_inference
+    from framework.train.checkpoint import load_for_inference
 
     body = json.loads((converted / "model.json").read_text())
     assert body["plugin"] == "gpt2"

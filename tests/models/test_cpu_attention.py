@@ -1,4 +1,4 @@
-"""The CPU causal attention kernel (framework/cpu_attention.py) vs a float64 numpy softmax
+"""The CPU causal attention kernel (framework/kernels/cpu/attention.py) vs a float64 numpy softmax
 attention and jax's gradients of XLA's attention; and where the models use it."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from framework import cpu_attention, cpu_gemm
-from framework.registry import MODELS
+from framework.core.registry import MODELS
+from framework.kernels.cpu import attention as cpu_attention
+from framework.kernels.cpu import gemm as cpu_gemm
 
 pytestmark = pytest.mark.skipif(
     cpu_gemm._setup() is not None, reason=f"CPU kernels unavailable: {cpu_gemm._setup()}"
@@ -103,7 +104,7 @@ def test_models_use_it_on_one_device_and_agree_with_xla(plugin):
     [(3, 4, 4, 37), (2, 6, 2, 64), (4, 2, 1, 1), (1, 12, 12, 50), (1, 16, 16, 64)],
 )  # the last two: batch 1, run inline and over the helper threads
 def test_decode_step_matches_cached_attention(batch, heads, kv_heads, limit):
-    from framework import layers
+    from framework.models import layers
 
     rng = np.random.default_rng(4)
     slots, d = 64, 16

@@ -1,4 +1,4 @@
-"""The CPU BLAS custom call (framework/cpu_gemm.py) vs float64 numpy, jax's own gradients, and
+"""The CPU BLAS custom call (framework/kernels/cpu/gemm.py) vs float64 numpy, jax's own gradients, and
 Hugging Face; and when it is (not) used."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import cpu_gemm, hf_import
+from framework.kernels.cpu import gemm as cpu_gemm
+from framework.models import hf_import
 
 pytestmark = pytest.mark.skipif(
     cpu_gemm._setup() is not None, reason=f"BLAS path unavailable: {cpu_gemm._setup()}"

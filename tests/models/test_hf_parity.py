@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import hf_import
+from framework.models import hf_import
 
 ATOL = 1e-4
 
@@ -112,7 +112,7 @@ def test_bfloat16_compute_stays_close_to_fp32(hf_gpt2):
 
 
 def test_import_refuses_bad_folders(hf_gpt2, tmp_path):
-    from framework.errors import InputError
+    from framework.core.errors import InputError
 
     folder, _ = hf_gpt2
     with pytest.raises(InputError, match="config.json"):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from framework.kv_cache import KVCache, init_cache
-from framework.registry import MODELS
+from framework.core.registry import MODELS
+from framework.models.kv_cache import KVCache, init_cache
 
 CONFIGS = {
     "gpt2": dict(vocab_size=97, max_seq_len=32, num_layers=2, num_heads=4, d_model=32),

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from framework import layers
-from framework.registry import MODELS
+from framework.core.registry import MODELS
+from framework.models import layers
 
 # ----------------------------------------------------------------------------------------------
-# numpy references (written from the papers' definitions, independently of framework/layers.py)
+# numpy references (written from the papers' definitions, independently of framework/models/layers.py)
 
 
 def np_rope(x, positions, theta):
@@ -249,7 +249,7 @@ def test_baby_gpt_counts_and_flops():
 
 def test_llama_counts_match_transformers(hf_llama_gqa):
     folder, reference = hf_llama_gqa
-    from framework import hf_import
+    from framework.models import hf_import
 
     _, config, _ = hf_import.load(folder)
     hf_total = sum(p.numel() for p in reference.parameters())

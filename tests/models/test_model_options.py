@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from framework.errors import ConfigError
-from framework.registry import MODELS
+from framework.core.errors import ConfigError
+from framework.core.registry import MODELS
 
 SMALL = {
     "gpt2": dict(vocab_size=50, max_seq_len=16, num_layers=2, num_heads=2, d_model=16),
@@ -67,7 +67,7 @@ def test_bad_hyper_parameters_raise_config_errors(name, bad, message):
 
 
 def test_dropout_masks_differ_between_layers():
-    from framework import layers
+    from framework.models import layers
 
     rngs = nnx.Rngs(3)
     first = nnx.Dropout(0.5, rngs=layers.dropout_rngs(rngs))

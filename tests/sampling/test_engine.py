@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from framework import sample
-from framework.errors import ConfigError
-from framework.registry import MODELS, SAMPLERS
+from framework.core.errors import ConfigError
+from framework.core.registry import MODELS, SAMPLERS
+from framework.sample import generate as sample
 
 VOCAB = 97
 PROMPTS = [[5, 17, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19], [42]]
@@ -152,7 +152,7 @@ def test_prompt_longer_than_context_is_cut_from_the_left():
 
 
 def test_sharded_model_matches_single_device():
-    from framework import sharding
+    from framework.train import sharding
 
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 host devices")

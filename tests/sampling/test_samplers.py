@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from framework import sample
-from framework.errors import ConfigError
-from framework.registry import SAMPLERS
+from framework.core.errors import ConfigError
+from framework.core.registry import SAMPLERS
+from framework.sample import generate as sample
 
 N_DRAWS = 40_000
 

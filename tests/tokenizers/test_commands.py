@@ -9,9 +9,9 @@ import urllib.request
 
 import numpy as np
 
-from framework import cli
-from framework.document import Document, write_jsonl_gz
-from framework.tokenizer_io import load_tokenizer
+from framework.cli import app as cli
+from framework.data.document import Document, write_jsonl_gz
+from framework.tokenize.files import load_tokenizer
 
 
 def run_cli(argv, monkeypatch, capsys, stdin=None):
@@ -110,7 +110,7 @@ def test_train_rejects_small_vocab_and_missing_input(tmp_path, monkeypatch, caps
 
 
 def test_explorer_server_encodes_for_every_tokenizer(small_bpe, byte_tok):
-    from framework.token_explorer import make_server
+    from framework.tokenize.explorer import make_server
 
     server = make_server([small_bpe, byte_tok], port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

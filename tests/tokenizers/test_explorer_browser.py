@@ -52,7 +52,7 @@ def _run_chromium(browser: str, tmp_path, url: str, *args: str) -> str:
 
 @pytest.fixture
 def explorer(small_bpe, byte_tok):
-    from framework.token_explorer import make_server
+    from framework.tokenize.explorer import make_server
 
     server = make_server([small_bpe, byte_tok], port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -100,7 +100,7 @@ def test_page_renders_coloured_tokens_with_the_encoders_count(
     _run_chromium(browser, tmp_path, explorer, f"--screenshot={shot}", "--window-size=1200,900")
     from PIL import Image
 
-    from framework.token_explorer import CSS_BACKGROUNDS
+    from framework.tokenize.explorer import CSS_BACKGROUNDS
 
     pixels = Image.open(shot).convert("RGB")
     colours = {colour for _, colour in pixels.getcolors(maxcolors=1 << 20)}

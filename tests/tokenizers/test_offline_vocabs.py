@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.tokenizer_io import load_tokenizer
+from framework.tokenize.files import load_tokenizer
 from plugins.tokenizers import rankfile
 from tests.helpers import corpus
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework.errors import InputError
-from framework.registry import TOKENIZERS
-from framework.tokenizer_io import load_tokenizer
+from framework.core.errors import InputError
+from framework.core.registry import TOKENIZERS
+from framework.tokenize.files import load_tokenizer
 from plugins.tokenizers import bpe_reference, rankfile
 from plugins.tokenizers.bpe import BPETokenizer
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from framework import checkpoint, sharding
-from framework.errors import InputError
+from framework.core.errors import InputError
+from framework.train import checkpoint, sharding
 from tests.train.tiny_model import TinyLM
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from framework import data
-from framework.errors import InputError
+from framework.core.errors import InputError
+from framework.train import input as data
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from framework import config, sharding, train, train_state
+from framework.core import config
+from framework.train import loop as train
+from framework.train import sharding
+from framework.train import step as train_state
 from tests.train.helpers import bindings, losses
 from tests.train.tiny_model import TinyLM
 
@@ -40,7 +43,7 @@ GPT2_TINY = ["train.model = @models.gpt2()", "models.gpt2.vocab_size = 64",
 def test_gpt2_on_one_device_cpu_kernels_matches_2x2x2_mesh_xla(tmp_path):
     """One device takes the BLAS products and the CPU attention kernel; the sharded mesh keeps
     XLA's dots and attention: the two must train alike."""
-    from framework import cpu_gemm
+    from framework.kernels.cpu import gemm as cpu_gemm
 
     if not cpu_gemm.status(num_devices=1).startswith("CBLAS"):
         pytest.skip(cpu_gemm.status(num_devices=1))

@@ -3,7 +3,8 @@
 import gzip
 import json
 
-from framework import config, train
+from framework.core import config
+from framework.train import loop as train
 from tests.train.helpers import bindings
 
 

@@ -5,9 +5,11 @@ import re
 
 import pytest
 
-from framework import cli, config, train
-from framework.commands import train as train_command
-from framework.errors import ConfigError
+from framework.cli import app as cli
+from framework.cli.commands import train as train_command
+from framework.core import config
+from framework.core.errors import ConfigError
+from framework.train import loop as train
 from tests.train.helpers import bindings
 
 

@@ -3,8 +3,8 @@
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from framework import sharding
-from framework.errors import ConfigError
+from framework.core.errors import ConfigError
+from framework.train import sharding
 
 MESH = {"data": 2, "fsdp": 2, "tensor": 2}
 

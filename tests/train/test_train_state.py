@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from framework import metrics, sharding, train_state
+from framework.train import metrics, sharding
+from framework.train import step as train_state
 from tests.train.tiny_model import TinyLM
 
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from framework.data import Synthetic
-from framework.registry import DATA, MODELS
+from framework.core.registry import DATA, MODELS
+from framework.train.input import Synthetic
 
 
 def _init(names: tuple[str | None, ...], std: float = 0.02):

@@ -1,6 +1,6 @@
 """An example third-party plugin package: importing it registers ``filters.min_characters``."""
 
-from framework.registry import FILTERS
+from framework.core.registry import FILTERS
 
 
 @FILTERS.register("min_characters")

@@ -1,0 +1,1 @@
+"""One module per ``deepdive`` command (see framework/cli/app.py for the contract)."""

@@ -1,0 +1,102 @@
+"""``deepdive convert``: import external weights (Hugging Face checkpoints) into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from framework.cli import app as cli
+from framework.core.errors import InputError
+
+HELP = "import external weights (Hugging Face GPT-2 / Llama) into a run directory"
+DESCRIPTION = """Import a Hugging Face checkpoint folder into a deepdive run directory.
+
+Reads config.json and model.safetensors (or a sharded model.safetensors.index.json) with the
+safetensors numpy API — no torch, no pickle — and writes MODEL_DIR with model.json, tokenizer/,
+checkpoints/0/ (orbax, fp32 parameters) and COMPLETED, so `deepdive sample` and `deepdive eval`
+use it like a trained run.
+
+sources:
+  hf_gpt2    GPT2LMHeadModel (gpt2, gpt2-medium, ..., or your own) -> models.gpt2
+  hf_llama   LlamaForCausalLM (plain RoPE; no rope scaling) -> models.llama
+
+examples:
+  deepdive convert hf_gpt2 --from ~/hf/gpt2 --tokenizer gpt2.tiktoken --output runs/gpt2
+  deepdive convert hf_gpt2 --from ~/hf/gpt2 --tokenizer tok_dir --output runs/gpt2 --dtype bfloat16
+  deepdive sample --gin.MODEL_DIR='"runs/gpt2"' --prompt "Hello, my name is"
+"""
+
+SOURCES = {"hf_gpt2": "gpt2", "hf_llama": "llama"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", choices=sorted(SOURCES), help="what kind of checkpoint to import")
+    parser.add_argument(
+        "--from",
+        dest="from_dir",
+        required=True,
+        metavar="HF_DIR",
+        help="Hugging Face checkpoint folder (config.json + model.safetensors)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        metavar="PATH",
+        help="tokenizer for the run: a deepdive tokenizer directory or a RANKS.tiktoken file",
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="MODEL_DIR", help="run directory to write"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="compute dtype recorded in model.json (parameters are stored as float32)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the checkpoints of an existing run directory",
+    )
+    cli.add_common_arguments(parser, gin_files=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from framework.core import discovery
+    from framework.models import hf_import
+    from framework.tokenize.files import load_tokenizer
+    from framework.train import checkpoint
+
+    discovery.load_plugins(args.plugin_module, args.strict_plugins)
+    hf_dir, output = Path(args.from_dir).expanduser(), Path(args.output).expanduser()
+    if not hf_dir.is_dir():
+        raise InputError(f"--from {hf_dir}: no such directory")
+    existing = output / checkpoint.CHECKPOINTS
+    if existing.exists() and any(existing.iterdir()):
+        if not args.overwrite:
+            raise InputError(
+                f"--output {output}: already holds checkpoints; pass --overwrite to replace them"
+            )
+        shutil.rmtree(existing)
+        (output / "COMPLETED").unlink(missing_ok=True)
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    plugin, model_config, model = hf_import.load(
+        hf_dir, expect=SOURCES[args.source], dtype=args.dtype
+    )
+    if tokenizer.vocab_size > model_config.vocab_size:
+        raise InputError(
+            f"--tokenizer {args.tokenizer}: {tokenizer.vocab_size} token ids do not fit the "
+            f"model's vocab_size {model_config.vocab_size}"
+        )
+    checkpoint.write_inference_run(output, plugin, model_config, model, args.tokenizer)
+    params = model_config.num_params(non_embedding=False)
+    print(
+        f"wrote {output}: models.{plugin} ({params:,} parameters, "
+        f"{model_config.num_layers} layers × {model_config.d_model}), "
+        f"tokenizer {tokenizer.vocab_size} ids",
+        file=sys.stderr,
+    )
+    return 0

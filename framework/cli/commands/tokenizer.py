@@ -1,0 +1,226 @@
+"""``deepdive tokenizer train|show|serve|encode``: build, inspect and use tokenizers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gin
+
+from framework.cli import app as cli
+from framework.core.errors import ConfigError, InputError
+
+HELP = "train, show, serve or use a tokenizer"
+DESCRIPTION = """Train, inspect and use tokenizers.
+
+  train   learn a vocabulary from documents (*.jsonl.gz, a data-stage output dir) or *.txt files;
+          the gin file picks the plugin (experiments/tokenizers/{bpe,sentencepiece,bytes}.gin).
+          VOCAB_SIZE counts the 256 bytes plus the merges; special tokens come on top.
+  show    print a text's tokens on coloured backgrounds, their ids and the count
+  serve   token explorer web page on http://127.0.0.1:PORT (several --tokenizer: side by side)
+  encode  token ids of stdin as a JSON list on stdout
+
+--tokenizer takes a tokenizer directory, a tiktoken rank file (*.tiktoken[.gz]; OpenAI's r50k,
+cl100k and o200k files are recognised), a folder with GPT-2's encoder.json + vocab.bpe, or a
+SentencePiece *.model.
+
+examples:
+  deepdive tokenizer train --gin_file experiments/tokenizers/bpe.gin \\
+      --gin.INPUT='"../shared/corpora/text/tinyshakespeare.txt"' --gin.OUTPUT_DIR='"runs/tok"' \\
+      --gin.VOCAB_SIZE=4096
+  deepdive tokenizer show --tokenizer runs/tok "To be, or not to be"
+  echo "hello world" | deepdive tokenizer encode --tokenizer cl100k_base.tiktoken
+  deepdive tokenizer serve --tokenizer runs/tok --tokenizer cl100k_base.tiktoken --port 8765"""
+
+TOP_LEVEL = "tokenizer.train_tokenizer"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    train = sub.add_parser("train", help="train a tokenizer (gin: INPUT, OUTPUT_DIR, VOCAB_SIZE)")
+    cli.add_common_arguments(train)
+    train.add_argument("--dry_run", action="store_true", help="check the configuration only")
+    train.set_defaults(_default_gin_file="tokenizers/bpe.gin")
+
+    show = sub.add_parser("show", help="coloured tokens, ids and count in the terminal")
+    show.add_argument("--tokenizer", required=True, help="tokenizer dir or rank file")
+    show.add_argument("text", nargs="?", help="text to show (default: stdin)")
+    show.add_argument("--no_colour", action="store_true", help="brackets instead of colours")
+
+    serve = sub.add_parser("serve", help="token explorer web page on 127.0.0.1")
+    serve.add_argument(
+        "--tokenizer", required=True, action="append", help="tokenizer (repeat to compare)"
+    )
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+
+    encode = sub.add_parser("encode", help="stdin → token ids as a JSON list on stdout")
+    encode.add_argument("--tokenizer", required=True, help="tokenizer dir or rank file")
+    encode.add_argument(
+        "--allowed_special",
+        default="none",
+        help="'all', 'none' (special-token text is an error, as in tiktoken), 'text' (encode it "
+        "as ordinary text) or a comma-separated list",
+    )
+
+
+# -- train ----------------------------------------------------------------------------------------
+
+
+@gin.configurable("train_tokenizer", module="tokenizer")
+def train_tokenizer(
+    input: Any = gin.REQUIRED,  # noqa: A002 - the gin macro is INPUT
+    output_dir: str = gin.REQUIRED,
+    vocab_size: int = gin.REQUIRED,
+    tokenizer: Any = gin.REQUIRED,
+    txt_split: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``tokenizer`` on the texts of ``input`` and save it into ``output_dir``.
+
+    Args:
+      input: glob (or list) of ``*.jsonl[.gz]`` documents, data-stage output dirs or ``*.txt``
+        (None for tokenizers that learn nothing, e.g. ``bytes``).
+      vocab_size: 256 bytes + merges for byte BPE (specials not counted); the piece count for
+        SentencePiece; ignored by ``bytes``.
+      txt_split: ``.txt`` files as one text (None), one per ``"line"`` or per ``"paragraph"``.
+    """
+    from tqdm import tqdm
+
+    from framework.tokenize.files import iter_texts
+
+    texts = [] if input is None else list(iter_texts(input, txt_split))
+    n_bytes = sum(len(t.encode("utf-8", errors="surrogatepass")) for t in texts)
+    start = time.perf_counter()
+    kwargs: dict[str, Any] = {}
+    bar = None
+    engine = None
+    if getattr(tokenizer, "kind", None) == "bpe":
+        from plugins.tokenizers.bpe import ENGINE as engine
+
+        print(
+            f"counting chunks in {len(texts)} texts ({n_bytes / 1e6:.1f} MB); trainer: {engine}",
+            file=sys.stderr,
+        )
+        bar = tqdm(
+            total=max(vocab_size - 256, 0),
+            unit="merge",
+            desc="merges",
+            disable=not show_progress,
+        )
+        kwargs["progress"] = bar.update
+    tokenizer.train(texts, vocab_size, **kwargs)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - start
+    out = Path(output_dir)
+    tokenizer.save(out)
+    stats = {
+        "texts": len(texts),
+        "bytes": n_bytes,
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(n_bytes / 1e6 / seconds, 3) if seconds > 0 else None,
+        "vocab_size": tokenizer.vocab_size,
+    }
+    if engine is not None:
+        stats["trainer"] = engine
+    (out / "training.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def validate_config(args: argparse.Namespace) -> None:
+    from framework.core import config
+
+    vocab = config.query("train_tokenizer.vocab_size")
+    if isinstance(vocab, int) and vocab < 256:
+        raise ConfigError(f"VOCAB_SIZE = {vocab}: must be at least 256 (the byte alphabet)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from framework.core import config
+
+    parsed = cli.configure(args)
+    config.build_references()
+    validate_config(args)
+    if args.dry_run:
+        print("ok: configuration is valid (dry run)")
+        return 0
+    output_dir = config.query("OUTPUT_DIR") or config.query("train_tokenizer.output_dir")
+    stats = train_tokenizer()
+    config.write_run_files(output_dir, parsed, training=stats)
+    (Path(output_dir) / "COMPLETED").write_text("")  # last: marks a finished tokenizer directory
+    print(
+        f"saved {output_dir}: vocab {stats['vocab_size']}, {stats['bytes'] / 1e6:.2f} MB in "
+        f"{stats['seconds']:.1f} s ({stats['mb_per_s']} MB/s)"
+    )
+    return 0
+
+
+# -- use ------------------------------------------------------------------------------------------
+
+
+def _load(path: str) -> Any:
+    from framework.tokenize.files import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+def _allowed(value: str) -> dict[str, Any]:
+    if value == "all":
+        return {"allowed_special": "all"}
+    if value == "none":
+        return {}
+    if value == "text":
+        return {"disallowed_special": ()}
+    return {"allowed_special": {s.strip() for s in value.split(",") if s.strip()}}
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    tok = _load(args.tokenizer)
+    text = sys.stdin.read()
+    try:
+        ids = tok.encode(text, **_allowed(args.allowed_special))
+    except ValueError as error:
+        raise InputError(f"stdin: {error}") from None
+    sys.stdout.write(json.dumps(ids) + "\n")
+    return 0
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from framework.tokenize.explorer import ansi_render
+
+    tok = _load(args.tokenizer)
+    text = args.text if args.text is not None else sys.stdin.read()
+    print(ansi_render(tok, text, colour=not args.no_colour))
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from framework.tokenize.explorer import make_server
+
+    toks = [_load(path) for path in args.tokenizer]
+    try:
+        server = make_server(toks, port=args.port)
+    except OSError as error:
+        raise ConfigError(f"--port {args.port}: cannot listen on 127.0.0.1: {error}") from None
+    host, port = server.server_address[:2]
+    print(f"token explorer on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {
+        "train": _run_train,
+        "encode": _run_encode,
+        "show": _run_show,
+        "serve": _run_serve,
+    }[args.action](args)

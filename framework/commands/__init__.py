@@ -1,1 +1,0 @@
-"""One module per ``deepdive`` command (see framework/cli.py for the contract)."""

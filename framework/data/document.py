@@ -1,0 +1,91 @@
+"""The document record shared by the data, dedup and tokenize stages, and its JSONL shards.
+
+A document is datatrove-compatible: ``{"id": str, "text": str, "metadata": {...}}``, stored as
+gzip JSON Lines shards ``documents/NNNNN.jsonl.gz``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from framework.core.errors import InputError
+
+
+@dataclasses.dataclass
+class Document:
+    id: str
+    text: str
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"id": self.id, "text": self.text, "metadata": self.metadata}, ensure_ascii=False
+        )
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Document:
+        if not isinstance(record, dict) or "id" not in record:
+            raise ValueError("not a document: needs an object with an 'id'")
+        text = record.get("text")
+        if text is None:
+            text = record.get("html", "")
+        return cls(
+            id=str(record["id"]), text=str(text), metadata=dict(record.get("metadata") or {})
+        )
+
+
+def shard_name(index: int) -> str:
+    return f"{index:05d}.jsonl.gz"
+
+
+def write_jsonl_gz(path: str | os.PathLike, docs: Iterable[Document]) -> int:
+    """Write documents to one gzip JSONL file (atomically: temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+        for doc in docs:
+            f.write(doc.to_json() + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def expand_inputs(pattern: str | os.PathLike | list) -> list[str]:
+    """Files matching a glob (or a directory's ``*.jsonl.gz``), sorted; error when none match."""
+    patterns = pattern if isinstance(pattern, list | tuple) else [pattern]
+    files: list[str] = []
+    for p in patterns:
+        p = str(p)
+        if os.path.isdir(p):
+            inner = (
+                os.path.join(p, "documents") if os.path.isdir(os.path.join(p, "documents")) else p
+            )
+            files += sorted(glob.glob(os.path.join(inner, "*.jsonl*")))
+        else:
+            files += sorted(glob.glob(p, recursive=True))
+    if not files:
+        raise InputError(f"input {pattern!s}: no files match")
+    return files
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
+    """Documents of one ``.jsonl`` or ``.jsonl.gz`` file (raises ValueError on a bad line)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as raw:
+        for line_no, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
+            if not line.strip():
+                continue
+            try:
+                yield Document.from_dict(json.loads(line))
+            except (json.JSONDecodeError, ValueError) as error:
+                raise ValueError(f"{path}:{line_no}: {error}") from error

@@ -1,0 +1,2 @@
+"""Hand-written kernels for one kind of device each; reached only through
+``framework.models.backend``."""

@@ -1,0 +1,293 @@
+"""Checkpoints of a run directory (orbax) and the model-only run directory used for inference.
+
+Layout of ``MODEL_DIR/checkpoints/<step>/`` (an orbax ``CheckpointManager`` directory):
+
+* ``params``    — the model parameters (an ``nnx.State`` of ``nnx.Param``; always float32),
+* ``opt_state`` — the optax optimizer state (training checkpoints only),
+* ``meta``      — JSON: ``step``, the PRNG key data ``rng`` and the input iterator state ``data``.
+
+A model-only run (``write_inference_run``, used by ``deepdive convert``) stores ``params`` and
+``meta`` at step 0. ``MODEL_DIR/model.json`` (``{"plugin": name, "config": {...}}``) rebuilds the
+model without gin; ``MODEL_DIR/tokenizer/`` is a copy of the tokenizer directory.
+
+Saves are asynchronous (orbax writes in a background thread; ``wait()`` before exit) and only
+the newest ``max_to_keep`` checkpoints are kept. A directory only counts as a checkpoint once
+orbax has finalised it, so a run killed mid-save resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from framework.core.errors import InputError
+
+CHECKPOINTS = "checkpoints"
+MODEL_JSON = "model.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+# -- model.json ---------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)  # dtypes and the like: the config class parses its own string form
+
+
+def model_config_dict(model_config: Any) -> dict[str, Any]:
+    """The config's fields as JSON-ready values."""
+    if dataclasses.is_dataclass(model_config):
+        fields = {f.name: getattr(model_config, f.name) for f in dataclasses.fields(model_config)}
+    else:
+        fields = dict(vars(model_config))
+    return {k: _plain(v) for k, v in fields.items() if not k.startswith("_")}
+
+
+def write_model_json(model_dir: str | Path, plugin_name: str, model_config: Any) -> None:
+    path = Path(model_dir) / MODEL_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"plugin": plugin_name, "config": model_config_dict(model_config)}
+    path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def plugin_name_of(model_config: Any) -> str:
+    """The ``models`` registry name of a config object (its class was registered under it)."""
+    from framework.core import registry
+
+    for entry in registry.MODELS.entries():
+        wrapped = entry.obj
+        if isinstance(wrapped, type) and isinstance(model_config, wrapped):
+            return entry.name
+    # gin wraps classes in a subclass; compare the undecorated class too
+    for entry in registry.MODELS.entries():
+        target = getattr(entry.obj, "__wrapped__", entry.obj)
+        if isinstance(target, type) and type(model_config).__name__ == target.__name__:
+            return entry.name
+    raise InputError(
+        f"model config {type(model_config).__name__} is not a registered models plugin"
+    )
+
+
+def read_model_config(model_dir: str | Path) -> tuple[str, Any]:
+    """``(plugin_name, model_config)`` from ``MODEL_DIR/model.json``."""
+    from framework.core import discovery, registry
+
+    path = Path(model_dir) / MODEL_JSON
+    if not path.is_file():
+        raise InputError(f"{path}: not found; is {model_dir} a deepdive run directory?")
+    try:
+        body = json.loads(path.read_text())
+        plugin, fields = body["plugin"], body["config"]
+    except (ValueError, KeyError) as error:
+        raise InputError(f"{path}: malformed model.json ({error})") from None
+    if plugin not in registry.MODELS:
+        discovery.load_plugins()
+    config_cls = registry.MODELS.get(plugin)
+    names = (
+        {f.name for f in dataclasses.fields(config_cls)}
+        if dataclasses.is_dataclass(config_cls)
+        else None
+    )
+    kwargs = {}
+    for key, value in fields.items():
+        if names is not None and key not in names:
+            continue
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return plugin, config_cls(**kwargs)
+
+
+# -- tokenizer copy ------------------------------------------------------------------------------
+
+
+def copy_tokenizer(tokenizer_path: str | Path | None, model_dir: str | Path) -> Path | None:
+    """Copy a tokenizer directory (or a ``.tiktoken`` rank file, saved as a directory) into
+    ``MODEL_DIR/tokenizer``."""
+    if tokenizer_path is None:
+        return None
+    source, target = Path(tokenizer_path), Path(model_dir) / TOKENIZER_DIR
+    if source.resolve() == target.resolve():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    elif source.is_file():
+        from framework.tokenize.files import load_tokenizer
+
+        load_tokenizer(str(source)).save(str(target))
+    else:
+        raise InputError(f"tokenizer {source}: not found")
+    return target
+
+
+def save_tokenizer(tokenizer: Any, model_dir: str | Path) -> Path:
+    target = Path(model_dir) / TOKENIZER_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    tokenizer.save(str(target))
+    return target
+
+
+# -- orbax ---------------------------------------------------------------------------------------
+
+
+def manager(model_dir: str | Path, max_to_keep: int | None = 3, asynchronous: bool = True):
+    """The orbax CheckpointManager of ``MODEL_DIR/checkpoints`` (items params/opt_state/meta)."""
+    import orbax.checkpoint as ocp
+
+    directory = (Path(model_dir) / CHECKPOINTS).absolute()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=asynchronous,
+        create=True,
+    )
+    return ocp.CheckpointManager(
+        directory, item_names=("params", "opt_state", "meta"), options=options
+    )
+
+
+def save(
+    mngr: Any,
+    step: int,
+    params: Any,
+    meta: dict[str, Any],
+    opt_state: Any | None = None,
+    force: bool = False,
+) -> bool:
+    """Start saving a checkpoint for ``step`` (asynchronous); returns whether one was started."""
+    import orbax.checkpoint as ocp
+
+    items = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta)}
+    if opt_state is not None:
+        items["opt_state"] = ocp.args.StandardSave(opt_state)
+    return mngr.save(step, args=ocp.args.Composite(**items), force=force)
+
+
+def restore(
+    mngr: Any,
+    step: int,
+    abstract_params: Any,
+    abstract_opt_state: Any | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Restore ``(params, opt_state_or_None, meta)`` of ``step`` onto the abstract trees'
+    shardings (``jax.ShapeDtypeStruct`` leaves with ``sharding``)."""
+    import orbax.checkpoint as ocp
+
+    items = {
+        "params": ocp.args.StandardRestore(abstract_params),
+        "meta": ocp.args.JsonRestore(),
+    }
+    if abstract_opt_state is not None:
+        items["opt_state"] = ocp.args.StandardRestore(abstract_opt_state)
+    restored = mngr.restore(step, args=ocp.args.Composite(**items))
+    opt_state = restored["opt_state"] if abstract_opt_state is not None else None
+    return restored["params"], opt_state, dict(restored["meta"])
+
+
+def abstract_of(tree: Any, sharding_tree: Any | None = None) -> Any:
+    """``jax.ShapeDtypeStruct`` leaves (with shardings from ``sharding_tree`` when given)."""
+    import jax
+
+    if sharding_tree is None:
+        return jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+            tree,
+        )
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sharding_tree
+    )
+
+
+# -- inference runs ------------------------------------------------------------------------------
+
+
+def write_inference_run(
+    model_dir: str | Path,
+    plugin_name: str,
+    model_config: Any,
+    model: Any,
+    tokenizer_path: str | Path | None,
+) -> None:
+    """Make ``model_dir`` a run directory holding ``model`` (step 0) that ``deepdive sample`` and
+    ``deepdive eval`` can use: model.json, tokenizer/, checkpoints/0/, COMPLETED."""
+    import jax
+    from flax import nnx
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    write_model_json(model_dir, plugin_name, model_config)
+    copy_tokenizer(tokenizer_path, model_dir)
+    params = nnx.state(model, nnx.Param)
+    params = jax.tree.map(lambda x: x.astype("float32") if x.dtype.kind == "f" else x, params)
+    mngr = manager(model_dir, max_to_keep=None, asynchronous=False)
+    save(mngr, 0, params, {"step": 0, "source": "write_inference_run"}, force=True)
+    mngr.wait_until_finished()
+    mngr.close()
+    (model_dir / "COMPLETED").write_text("step 0\n")
+
+
+def latest_step(model_dir: str | Path) -> int | None:
+    """The newest finalised checkpoint step under ``MODEL_DIR/checkpoints`` (None when none)."""
+    directory = Path(model_dir) / CHECKPOINTS
+    if not directory.is_dir():
+        return None
+    mngr = manager(model_dir, asynchronous=False)
+    try:
+        return mngr.latest_step()
+    finally:
+        mngr.close()
+
+
+def load_for_inference(model_dir: str | Path, step: int | None = None):
+    """``(model, tokenizer, model_config, step)`` from a run directory: the model rebuilt from
+    model.json, its parameters from the newest (or the given) checkpoint, the tokenizer from
+    ``MODEL_DIR/tokenizer`` (None when the run has none)."""
+    import jax
+    from flax import nnx
+
+    from framework.train import sharding
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise InputError(f"{model_dir}: no such run directory")
+    plugin, model_config = read_model_config(model_dir)
+    abstract = nnx.eval_shape(lambda: sharding.build_unsharded(model_config, nnx.Rngs(0)))
+    graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
+    mngr = manager(model_dir, asynchronous=False)
+    try:
+        steps = mngr.all_steps()
+        if not steps:
+            raise InputError(f"{model_dir}: no checkpoint under {model_dir / CHECKPOINTS}")
+        if step is None:
+            step = max(steps)
+        elif step not in steps:
+            raise InputError(
+                f"{model_dir}: no checkpoint for step {step}; available: {sorted(steps)}"
+            )
+        device = jax.local_devices()[0]
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(
+                x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+            ),
+            abstract_params,
+        )
+        params, _, _ = restore(mngr, step, target)
+    finally:
+        mngr.close()
+    model = sharding.build_unsharded(model_config, nnx.Rngs(0))  # non-param state, then params
+    nnx.update(model, params)
+    tokenizer = None
+    if (model_dir / TOKENIZER_DIR).is_dir():
+        from framework.tokenize.files import load_tokenizer
+
+        tokenizer = load_tokenizer(str(model_dir / TOKENIZER_DIR))
+    return model, tokenizer, model_config, step

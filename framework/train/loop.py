@@ -1,0 +1,397 @@
+"""The training loop: ``train(...)`` is the top-level gin configurable of ``deepdive train``.
+
+What one run does, in order:
+
+1. builds the mesh (``sharding.MeshConfig``) and the abstract model, derives every parameter's
+   and optimizer slot's sharding from the logical-axis rules, and initialises the state directly
+   into those shardings (one jitted init);
+2. resumes from the newest checkpoint in ``MODEL_DIR/checkpoints`` when there is one (params,
+   optimizer state, step, RNG key and the input iterator's position), else starts at step 0;
+3. writes ``config.gin``, ``run_manifest.json``, ``model.json`` and ``tokenizer/`` at the start
+   and ``operative_config.gin`` after the first step;
+4. runs ONE jitted step per batch (state and batch shardings given; the state buffers donated),
+   logs to ``metrics.jsonl`` / TensorBoard / the progress bar every ``log_every`` steps,
+   evaluates every ``eval_every`` steps, checkpoints every ``checkpoint_every`` steps
+   (asynchronously; only after checking every step since the last check was finite);
+5. writes ``COMPLETED`` and the plot when ``train_steps`` is reached.
+
+A non-finite loss or gradient norm stops the run (exit code 3 from the command) without saving,
+so the last good checkpoint stays the newest. SIGTERM or Ctrl-C saves a checkpoint of the last
+finished step, then exits. Determinism: the data order is a function of (seed, step); XLA on
+CPU is deterministic, so a killed-and-resumed run logs bit-identical losses.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import gin
+
+from framework.core.errors import ConfigError
+from framework.kernels.cpu import gemm as cpu_gemm
+from framework.kernels.cpu import xla_options
+from framework.train import input as data_lib
+from framework.train import sharding
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or gradient norm became NaN/inf; the newest checkpoint is the last good one."""
+
+
+class Stopped(RuntimeError):
+    """A SIGTERM / SIGINT stopped the run after saving a checkpoint."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
+
+
+class _SignalFlag:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (a second SIGINT raises
+    KeyboardInterrupt at once)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class _ProfileWindow:
+    """``train.profile_steps = (first, count)``: a JAX profiler trace of steps
+    ``first .. first + count - 1`` into MODEL_DIR/profile (TensorBoard / Perfetto), as MaxText's
+    profiler steps. Off by default."""
+
+    def __init__(self, steps: tuple[int, int] | None, directory: Any):
+        self.first, self.count = (int(steps[0]), int(steps[1])) if steps else (-1, 0)
+        self.directory, self.active = directory, False
+
+    def before(self, step: int) -> None:
+        import jax
+
+        if self.count and step == self.first and not self.active:
+            jax.profiler.start_trace(str(self.directory), create_perfetto_trace=True)
+            self.active = True
+
+    def after(self, step: int, state: Any) -> None:
+        import jax
+
+        if self.active and step >= self.first + self.count:
+            jax.block_until_ready(state)
+            jax.profiler.stop_trace()
+            self.active = False
+
+
+def _model_name(model_config: Any) -> str:
+    from framework.train import checkpoint
+
+    try:
+        return checkpoint.plugin_name_of(model_config)
+    except Exception:  # noqa: BLE001 - an unregistered config still trains; model.json says so
+        return type(model_config).__name__
+
+
+def check_shapes(model_config: Any, batch_size: int, seq_len: int, grad_accum_steps: int,
+                 divisor: int, process_count: int = 1) -> None:  # fmt: skip
+    """ConfigError (numbers in the message) when batch/sequence do not fit the model or mesh."""
+    max_len = getattr(model_config, "max_seq_len", None)
+    if max_len is not None and seq_len > max_len:
+        raise ConfigError(
+            f"train.seq_len {seq_len} is longer than the model's context max_seq_len {max_len}"
+        )
+    if batch_size % grad_accum_steps:
+        raise ConfigError(
+            f"train.batch_size {batch_size} is not divisible by grad_accum_steps {grad_accum_steps}"
+        )
+    micro = batch_size // grad_accum_steps
+    if micro % divisor:
+        raise ConfigError(
+            f"batch size {micro} per micro-step (batch {batch_size} / accumulation "
+            f"{grad_accum_steps}) is not divisible by the {divisor} ways the data axes split it"
+        )
+    if batch_size % process_count:
+        raise ConfigError(
+            f"train.batch_size {batch_size} is not divisible by {process_count} processes"
+        )
+
+
+@gin.configurable("train", denylist=["parsed_config"])
+def train(
+    model_dir: str = gin.REQUIRED,
+    model: Any = gin.REQUIRED,
+    data: Any = gin.REQUIRED,
+    train_steps: int = 1000,
+    batch_size: int = 8,
+    seq_len: int = 256,
+    learning_rate: float = 3e-4,
+    warmup_steps: int = 100,
+    schedule: str = "cosine",
+    min_lr_ratio: float = 0.1,
+    decay_steps: int | None = None,
+    weight_decay: float = 0.1,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    grad_clip: float | None = 1.0,
+    grad_accum_steps: int = 1,
+    compute_dtype: str = "float32",
+    decay_exclude: str = r"(embed|wte|wpe|norm|ln_|\bln\b|bias|scale)",
+    seed: int = 0,
+    log_every: int = 10,
+    eval_every: int = 250,
+    eval_batches: int = 20,
+    checkpoint_every: int = 500,
+    keep_checkpoints: int = 3,
+    mesh: sharding.MeshConfig | None = None,
+    logical_axis_rules: Any = sharding.FSDP,
+    progress: bool = True,
+    profile_steps: tuple[int, int] | None = None,
+    parsed_config: Any = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``data`` for ``train_steps`` steps into ``model_dir`` (module
+    docstring). Returns the last logged metrics."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from framework.core import config, distributed
+    from framework.train import checkpoint, evaluate, metrics
+    from framework.train import step as train_state
+
+    model_dir = Path(model_dir).absolute()
+    mesh_config = mesh or sharding.MeshConfig()
+    rules = tuple((str(k), v) for k, v in logical_axis_rules)
+    mesh_obj = mesh_config.make()
+    process_index, process_count = jax.process_index(), jax.process_count()
+    is_main = process_index == 0
+    divisor = sharding.batch_divisor(mesh_obj, rules)
+    check_shapes(model, batch_size, seq_len, grad_accum_steps, divisor, process_count)
+    dtype = train_state.parse_dtype(compute_dtype)
+    name = _model_name(model)
+
+    # -- abstract model, shardings, optimizer ------------------------------------------------
+    abstract = nnx.eval_shape(lambda: sharding.build_unsharded(model, nnx.Rngs(seed)))
+    graphdef, abstract_params, abstract_rest = nnx.split(abstract, nnx.Param, ...)
+    if jax.tree.leaves(abstract_rest):
+        rest = nnx.split(sharding.build_unsharded(model, nnx.Rngs(seed)), nnx.Param, ...)[2]
+    else:
+        rest = abstract_rest
+    schedule_fn = train_state.learning_rate_schedule(
+        learning_rate, train_steps, warmup_steps, schedule, min_lr_ratio, decay_steps
+    )
+    tx = train_state.make_optimizer(
+        schedule_fn, abstract_params, weight_decay, b1, b2, eps, grad_clip, decay_exclude
+    )
+    abstract_state = {
+        "params": abstract_params,
+        "opt_state": jax.eval_shape(tx.init, abstract_params),
+        "step": jax.ShapeDtypeStruct((), jnp.int32),
+    }
+    state_sharding = sharding.state_shardings(abstract_state, mesh_obj, rules)
+    replicated = jax.sharding.NamedSharding(mesh_obj, jax.sharding.PartitionSpec())
+    batch_shard = sharding.batch_sharding(mesh_obj, rules)
+
+    def init_state(key):
+        params = nnx.state(sharding.build_unsharded(model, nnx.Rngs(key)), nnx.Param)
+        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+    step_fn = jax.jit(
+        cpu_gemm.on_devices(
+            train_state.make_train_step(graphdef, rest, tx, grad_accum_steps, dtype),
+            mesh_obj.size,
+        ),
+        in_shardings=(state_sharding, batch_shard),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0,),
+        compiler_options=xla_options.compiler_options(),
+    )
+    eval_fn = jax.jit(
+        cpu_gemm.on_devices(train_state.make_eval_step(graphdef, rest, dtype), mesh_obj.size),
+        in_shardings=(state_sharding["params"], batch_shard),
+        out_shardings=replicated,
+    )
+
+    # -- resume or start ---------------------------------------------------------------------
+    mngr = checkpoint.manager(model_dir, max_to_keep=keep_checkpoints)
+    latest = mngr.latest_step()
+    data_iter = data.train_iterator(
+        batch_size, seq_len, seed, process_index, process_count,
+        vocab_size=getattr(model, "vocab_size", None),
+    )  # fmt: skip
+    rng = jax.random.key(seed)
+    if latest is not None:
+        abstract_with_sharding = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract_state, state_sharding,
+        )  # fmt: skip
+        params, opt_state, meta = checkpoint.restore(
+            mngr, latest, abstract_with_sharding["params"], abstract_with_sharding["opt_state"]
+        )
+        start_step = int(meta["step"])
+        state = {
+            "params": params,
+            "opt_state": opt_state,
+            "step": jax.device_put(jnp.asarray(start_step, jnp.int32), replicated),
+        }
+        if "rng" in meta:
+            rng = jax.random.wrap_key_data(jnp.asarray(meta["rng"], jnp.uint32))
+        if meta.get("data") is not None:
+            data_iter.set_state(meta["data"])
+    else:
+        start_step = 0
+        state = jax.jit(init_state, out_shardings=state_sharding)(rng)
+    if start_step >= train_steps and (model_dir / "COMPLETED").exists():
+        mngr.close()
+        if is_main:
+            print(f"{model_dir}: already trained to step {start_step} (COMPLETED)", flush=True)
+        return {"step": start_step}
+
+    # -- run files ---------------------------------------------------------------------------
+    spec = distributed.ClusterSpec(None, process_count, process_index, "jax")
+    if is_main:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        if parsed_config is not None:
+            config.write_run_files(
+                model_dir, parsed_config,
+                mesh={k: int(v) for k, v in mesh_obj.shape.items()},
+                logical_axis_rules=[list(r) for r in rules], model_plugin=name,
+                devices=jax.device_count(), processes=process_count, resumed_from=latest,
+            )  # fmt: skip
+        checkpoint.write_model_json(model_dir, name, model)
+        if getattr(data, "tokenizer", None) is not None:
+            checkpoint.save_tokenizer(data.tokenizer, model_dir)
+        elif getattr(data, "tokenizer_path", None):
+            checkpoint.copy_tokenizer(data.tokenizer_path, model_dir)
+        print(distributed.banner(mesh_obj, spec), flush=True)
+        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
+        print(
+            f"model {name}: {n_params:,} parameters; data: {data.describe()}; "
+            f"batch {batch_size} x seq {seq_len}; steps {start_step}->{train_steps}"
+            + (f" (resumed from checkpoint {latest})" if latest is not None else ""),
+            flush=True,
+        )
+        print(f"dense products: {cpu_gemm.status(mesh_obj.size)}", flush=True)
+
+    flops_per_token = metrics.model_flops_per_token(model, seq_len)
+    peak, _peak_source = metrics.peak_flops_per_device()
+    writer = metrics.MetricsWriter(model_dir, resume_step=start_step, enabled=is_main)
+    bar = metrics.Progress(train_steps, start_step, enabled=is_main and progress)
+    val_batches = None
+    bytes_per_token = data.bytes_per_token() if eval_every else None
+
+    def global_batch(local: np.ndarray) -> jax.Array:
+        return jax.make_array_from_process_local_data(
+            batch_shard, local, (batch_size, local.shape[1])
+        )
+
+    def run_eval(params) -> dict[str, Any]:
+        nonlocal val_batches
+        if val_batches is None:
+            local = data.eval_batches(
+                batch_size, seq_len, eval_batches, process_index, process_count,
+                vocab_size=getattr(model, "vocab_size", None),
+            )  # fmt: skip
+            val_batches = [global_batch(b) for b in local]
+        return evaluate.evaluate(eval_fn, params, val_batches, bytes_per_token)
+
+    def save(step: int, force: bool = False) -> None:
+        meta = {
+            "step": step,
+            "rng": np.asarray(jax.random.key_data(rng)).tolist(),
+            "data": data_iter.get_state(),
+        }
+        checkpoint.save(mngr, step, state["params"], meta, state["opt_state"], force=force)
+
+    pending: list[tuple[int, dict]] = []  # (step, device metrics) not yet checked on the host
+    last: dict[str, Any] = {"step": start_step}
+    tokens_per_step = batch_size * seq_len
+    window_start, window_steps = time.perf_counter(), 0
+
+    def flush(step: int) -> dict[str, Any]:
+        """Fetch pending metrics, stop on a non-finite one, return the newest row."""
+        nonlocal pending
+        fetched = [(s, jax.device_get(m)) for s, m in pending]
+        pending = []
+        for s, m in fetched:
+            loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
+            if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+                raise NonFiniteError(
+                    f"non-finite {'loss' if not np.isfinite(loss) else 'gradient norm'} at "
+                    f"step {s} (loss {loss}, grad_norm {grad_norm}); stopped without saving: the "
+                    f"newest checkpoint ({mngr.latest_step()}) is the last good one. Lower "
+                    f"train.learning_rate or set train.grad_clip."
+                )
+        s, m = fetched[-1]
+        return {"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])}
+
+    profiler = _ProfileWindow(profile_steps, model_dir / "profile")
+    step = bar_step = start_step
+    try:
+        with _SignalFlag() as stop:
+            while step < train_steps:
+                local = next(data_iter)
+                profiler.before(step)
+                state, step_metrics = step_fn(state, global_batch(local))
+                step += 1
+                profiler.after(step, state)
+                window_steps += 1
+                pending.append((step, step_metrics))
+                if step == start_step + 1 and is_main and parsed_config is not None:
+                    (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
+                do_log = step % log_every == 0 or step == train_steps or step == start_step + 1
+                do_eval = bool(eval_every) and (step % eval_every == 0 or step == train_steps)
+                do_ckpt = step % checkpoint_every == 0 or step == train_steps
+                if do_log or do_eval or do_ckpt or stop.signum is not None:
+                    row = flush(step)
+                    elapsed = time.perf_counter() - window_start
+                    tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                    row["lr"] = float(schedule_fn(step - 1))
+                    row["tokens_per_s"] = tps
+                    row["mfu"] = metrics.mfu(tps, flops_per_token, jax.device_count(), peak)
+                    if do_eval:
+                        row.update(run_eval(state["params"]))
+                    if do_log or do_eval:
+                        writer.write(row)
+                        last = row
+                        bar.update(step - bar_step, loss=row["loss"], tok_s=f"{tps:,.0f}")
+                        bar_step = step
+                        if do_eval:
+                            text = f"step {step}: val_loss {row['val_loss']:.4f}"
+                            if row.get("val_bpb") is not None:
+                                text += f", val_bpb {row['val_bpb']:.4f}"
+                            bar.write(text)
+                    if do_ckpt or stop.signum is not None:
+                        save(step, force=stop.signum is not None)
+                    window_start, window_steps = time.perf_counter(), 0
+                if stop.signum is not None:
+                    raise Stopped(stop.signum, step)
+    finally:
+        bar.close()
+        mngr.wait_until_finished()
+        mngr.close()
+        writer.close(plot=step >= train_steps)
+    if is_main:
+        (model_dir / "COMPLETED").write_text(f"step {step}\n")
+    return last
+
+
+__all__ = ["train", "NonFiniteError", "Stopped", "data_lib"]
