@@ -13,16 +13,15 @@ run the backend cannot take — fails the render with a message naming the run a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gin
 
-from framework.core import config, discovery
+from framework.core import config
 from framework.core.errors import ConfigError
 from framework.launch import backend as backend_lib
 from framework.launch.sweep import Run, Sweep, save, to_gin
@@ -80,6 +79,10 @@ def run_gin_text(sweep: Sweep, run: Run, includes: list[str], model_dir: str) ->
     return "\n".join(lines) + "\n"
 
 
+# ``(run.gin, render root, extra bindings) -> facts`` (``{"train_steps": int | None}``)
+Validator = Callable[[Path, Path, list[str]], dict[str, Any]]
+
+
 def target_device_bindings(run: Run) -> list[str]:
     """For a run bound to an accelerator: check the mesh against *its* device count.
 
@@ -97,41 +100,19 @@ def target_device_bindings(run: Run) -> list[str]:
     return [f"sharding.MeshConfig.num_devices={acc.jax_devices * run.resources.nodes}"]
 
 
-def validate_run_gin(run_gin: Path, root: Path, bindings: list[str] = ()) -> dict[str, Any]:
-    """``deepdive validate --gin_file run_gin`` in-process; returns facts the launchers use."""
-    from framework.cli import app as cli
-    from framework.cli.commands import validate
-
-    discovery.load_plugins()
-    cli.import_command_modules()  # every command's top-level configurable, as configure() does
-    args = argparse.Namespace(
-        gin_file=[str(run_gin)],
-        gin_bindings=list(bindings),
-        beam_options=[],
-        plugin_module=[],
-        strict_plugins=False,
-        dry_run=True,
-        _default_gin_file=None,
-    )
-    with _cwd(root):
-        config.parse(args.gin_file, args.gin_bindings)
-        config.build_references()
-        validate.run_command_checks(args)  # includes deepdive train's checks
-        steps = config.query("TRAIN_STEPS")
-    return {"train_steps": steps if isinstance(steps, int) else None}
-
-
 def render(
     sweep: Sweep,
     sweep_dir: str | Path | None = None,
     launcher: Any | None = None,
-    validate: bool = True,
+    validate: Validator | None = None,
     source_text: str | None = None,
 ) -> Path:
     """Write the sweep into ``sweep_dir`` (default ``runs/NAME``); returns the sweep directory.
 
     The current directory is the render root (SkyPilot's workdir, xpk's script dir). Raises
     ConfigError naming the first failing run (and how many others failed) on any problem.
+    ``validate``: checks each rendered ``run.gin`` as ``deepdive validate`` would (the command
+    layer passes it; None renders without checking).
     """
     root = Path.cwd().resolve()
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / sweep.name
@@ -162,7 +143,7 @@ def render(
 
 
 def _render_run(
-    sweep: Sweep, run: Run, sweep_dir: Path, root: Path, launcher: Any, validate: bool
+    sweep: Sweep, run: Run, sweep_dir: Path, root: Path, launcher: Any, validate: Validator | None
 ) -> None:
     run.resources.checked_accelerator()  # the allow-list (already checked when loading)
     includes = [include_path(p, root) for p in resolve_base_files(run, root)]
@@ -172,8 +153,8 @@ def _render_run(
     model_dir = str(paths.run_dir)
     run_gin = run_dir / "run.gin"
     run_gin.write_text(run_gin_text(sweep, run, includes, model_dir))
-    if validate:
-        facts = validate_run_gin(run_gin, root, target_device_bindings(run))
+    if validate is not None:
+        facts = validate(run_gin, root, target_device_bindings(run))
         run.train_steps = facts["train_steps"]
     if launcher is not None:
         launcher.check(sweep, run, paths)

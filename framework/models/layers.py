@@ -34,12 +34,9 @@ from flax import nnx
 from flax.core import meta as flax_meta
 from flax.core import spmd as flax_spmd
 
-from framework.kernels.cpu import attention as cpu_attention
-from framework.kernels.cpu import gemm as cpu_gemm
-from framework.kernels.cpu.gemm import dense
-
-# For model plugins: put at each block input, so the residual gradient is computed once per block.
-gradient_boundary = cpu_gemm.gradient_boundary
+from framework.models import backend
+from framework.models.backend import dense
+from framework.models.kv_cache import KVCache
 
 Initializer = Callable[..., jax.Array]
 Axes = tuple[str | None, ...]
@@ -477,11 +474,10 @@ class CausalSelfAttention(nnx.Module):
             v_new = v.transpose(0, 2, 1, 3).reshape(b * kv, t, d).astype(cache_v.dtype)
             cache_k = jax.lax.dynamic_update_slice(cache_k, k_new, (zero, zero, ctx.index))
             cache_v = jax.lax.dynamic_update_slice(cache_v, v_new, (zero, ctx.index, zero))
-            if cpu_attention.decode_usable(q, cache_k, cache_v):  # a CPU decode step
-                y = cpu_attention.decode_attention(
-                    q, cache_k, cache_v, ctx.mask[:, 0, 0, :], ctx.index + t, scale
-                )
-            else:
+            y = backend.decode_attention(
+                q, cache_k, cache_v, ctx.mask[:, 0, 0, :], ctx.index + t, scale
+            )
+            if y is None:
                 y = cached_attention(
                     q, cache_k.astype(self.dtype), cache_v.astype(self.dtype), ctx.mask, scale
                 )
@@ -490,9 +486,9 @@ class CausalSelfAttention(nnx.Module):
             self.implementation is None
             and ctx.is_causal
             and ctx.mask is None
-            and cpu_attention.usable(q, k, v)
+            and (kernel := backend.causal_attention(q, k, v, scale)) is not None
         ):
-            y = cpu_attention.causal_attention(q, k, v, scale)  # CPU, one device, fp32
+            y = kernel  # a kernel of the compilation target (e.g. CPU, one device, fp32)
         elif self.implementation == "lowmem":
             y = lowmem_attention(q, k, v, mask=ctx.mask, is_causal=ctx.is_causal)
         else:
@@ -510,6 +506,40 @@ class CausalSelfAttention(nnx.Module):
         if self.out_bias is not None:
             out = out + self.out_bias[...].astype(self.dtype)
         return out, kv_cache
+
+
+# ----------------------------------------------------------------------------------------------
+# The stack of blocks
+
+
+def run_blocks(
+    blocks: Sequence[nnx.Module],
+    x: jax.Array,
+    positions: jax.Array,
+    ctx: AttentionContext,
+    cache: KVCache | None,
+    *,
+    remat: bool,
+) -> tuple[jax.Array, tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]] | None]:
+    """``x`` through every block ``block(x, positions, ctx, kv) -> (x, kv)`` in order.
+
+    Returns the residual stream [B, T, C] and, with a ``cache``, every layer's updated (keys,
+    values). ``remat``: each block is recomputed in the backward pass instead of keeping its
+    activations. Each block's input passes the backend's residual boundary (an identity; see
+    ``backend.residual_boundary``).
+    """
+    new_k, new_v = [], []
+    for i, block in enumerate(blocks):
+        kv = None if cache is None else (cache.k[i], cache.v[i])
+        x = backend.residual_boundary(x)
+        if remat:
+            x, kv = nnx.remat(type(block).__call__)(block, x, positions, ctx, kv)
+        else:
+            x, kv = block(x, positions, ctx, kv)
+        if kv is not None:
+            new_k.append(kv[0])
+            new_v.append(kv[1])
+    return x, (None if cache is None else (tuple(new_k), tuple(new_v)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from framework.core.errors import ConfigError
-from framework.kernels.cpu import gemm as cpu_gemm
-from framework.kernels.cpu import xla_options
+from framework.models import backend
 
 # ------------------------------------------------------------------------------------------------
 # Sampler chains
@@ -228,14 +227,14 @@ class Generator:
             self._batch_sharding = None
         self.params, self.rest = params, rest
         self._graphdef = graphdef
-        devices = 1 if mesh is None else mesh.size
+        devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
         self._prefill = jax.jit(
-            cpu_gemm.on_devices(self._prefill_fn, devices), static_argnames=("max_new_tokens",)
+            backend.compiled_for(self._prefill_fn, devices), static_argnames=("max_new_tokens",)
         )
         self._decode = jax.jit(
-            cpu_gemm.on_devices(self._decode_fn, devices),
+            backend.compiled_for(self._decode_fn, devices),
             donate_argnums=(2,),
-            compiler_options=xla_options.compiler_options(),
+            compiler_options=backend.compiler_options(devices),
         )
 
     # -- compiled pieces ------------------------------------------------------------------------

@@ -49,12 +49,12 @@ def evaluate_model(
     import jax
     from flax import nnx
 
-    from framework.kernels.cpu import gemm as cpu_gemm
+    from framework.models import backend
     from framework.train import step as train_state
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     eval_step = train_state.make_eval_step(graphdef, rest, train_state.parse_dtype(compute_dtype))
-    step = jax.jit(cpu_gemm.on_devices(eval_step, 1))
+    step = jax.jit(backend.compiled_for(eval_step, jax.devices()[:1]))
     batches = [
         jax.numpy.asarray(b)
         for b in data.eval_batches(batch_size, seq_len, num_batches, vocab_size=None)

@@ -31,10 +31,10 @@ from typing import Any
 import gin
 
 from framework.core.errors import ConfigError
-from framework.kernels.cpu import gemm as cpu_gemm
-from framework.kernels.cpu import xla_options
+from framework.models import backend
 from framework.train import input as data_lib
 from framework.train import sharding
+from framework.train.program import build_program
 
 
 class NonFiniteError(RuntimeError):
@@ -171,7 +171,6 @@ def train(
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from flax import nnx
 
     from framework.core import config, distributed
     from framework.train import checkpoint, evaluate, metrics
@@ -188,47 +187,26 @@ def train(
     dtype = train_state.parse_dtype(compute_dtype)
     name = _model_name(model)
 
-    # -- abstract model, shardings, optimizer ------------------------------------------------
-    abstract = nnx.eval_shape(lambda: sharding.build_unsharded(model, nnx.Rngs(seed)))
-    graphdef, abstract_params, abstract_rest = nnx.split(abstract, nnx.Param, ...)
-    if jax.tree.leaves(abstract_rest):
-        rest = nnx.split(sharding.build_unsharded(model, nnx.Rngs(seed)), nnx.Param, ...)[2]
-    else:
-        rest = abstract_rest
+    # -- abstract model, shardings, optimizer, compiled steps --------------------------------
     schedule_fn = train_state.learning_rate_schedule(
         learning_rate, train_steps, warmup_steps, schedule, min_lr_ratio, decay_steps
     )
-    tx = train_state.make_optimizer(
-        schedule_fn, abstract_params, weight_decay, b1, b2, eps, grad_clip, decay_exclude
-    )
-    abstract_state = {
-        "params": abstract_params,
-        "opt_state": jax.eval_shape(tx.init, abstract_params),
-        "step": jax.ShapeDtypeStruct((), jnp.int32),
-    }
-    state_sharding = sharding.state_shardings(abstract_state, mesh_obj, rules)
-    replicated = jax.sharding.NamedSharding(mesh_obj, jax.sharding.PartitionSpec())
-    batch_shard = sharding.batch_sharding(mesh_obj, rules)
-
-    def init_state(key):
-        params = nnx.state(sharding.build_unsharded(model, nnx.Rngs(key)), nnx.Param)
-        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-
-    step_fn = jax.jit(
-        cpu_gemm.on_devices(
-            train_state.make_train_step(graphdef, rest, tx, grad_accum_steps, dtype),
-            mesh_obj.size,
+    program = build_program(
+        model,
+        mesh_obj,
+        rules,
+        seed=seed,
+        optimizer=lambda params: train_state.make_optimizer(
+            schedule_fn, params, weight_decay, b1, b2, eps, grad_clip, decay_exclude
         ),
-        in_shardings=(state_sharding, batch_shard),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=(0,),
-        compiler_options=xla_options.compiler_options(),
+        grad_accum_steps=grad_accum_steps,
+        compute_dtype=dtype,
     )
-    eval_fn = jax.jit(
-        cpu_gemm.on_devices(train_state.make_eval_step(graphdef, rest, dtype), mesh_obj.size),
-        in_shardings=(state_sharding["params"], batch_shard),
-        out_shardings=replicated,
-    )
+    abstract_state, state_sharding = program.abstract_state, program.state_sharding
+    abstract_params = abstract_state["params"]
+    replicated, batch_shard = program.replicated, program.batch_sharding
+    step_fn, eval_fn = program.train_step, program.eval_step
+    devices = list(mesh_obj.devices.flat)
 
     # -- resume or start ---------------------------------------------------------------------
     mngr = checkpoint.manager(model_dir, max_to_keep=keep_checkpoints)
@@ -258,7 +236,7 @@ def train(
             data_iter.set_state(meta["data"])
     else:
         start_step = 0
-        state = jax.jit(init_state, out_shardings=state_sharding)(rng)
+        state = program.init_state(rng)
     if start_step >= train_steps and (model_dir / "COMPLETED").exists():
         mngr.close()
         if is_main:
@@ -289,7 +267,7 @@ def train(
             + (f" (resumed from checkpoint {latest})" if latest is not None else ""),
             flush=True,
         )
-        print(f"dense products: {cpu_gemm.status(mesh_obj.size)}", flush=True)
+        print(f"kernels: {backend.describe(devices)}", flush=True)
 
     flops_per_token = metrics.model_flops_per_token(model, seq_len)
     peak, _peak_source = metrics.peak_flops_per_device()

@@ -144,7 +144,6 @@ class Block(nnx.Module):
         )
 
     def __call__(self, x, positions, ctx, kv=None):
-        x = layers.gradient_boundary(x)  # the residual gradient is computed once per block
         a, kv = self.attn(self.norm1(x), positions, ctx, kv)
         x = x + a
         x = x + self.mlp(self.norm2(x))
@@ -191,21 +190,12 @@ class Llama(nnx.Module):
             ctx, valid = layers.attention_context(batch, length, mask, cache.valid, cache.index)
 
         x = self.embed(tokens)  # [B, T, C]
-        new_k, new_v = [], []
-        for i, block in enumerate(self.blocks):
-            kv = None if cache is None else (cache.k[i], cache.v[i])
-            if self.config.remat:
-                x, kv = nnx.remat(Block.__call__)(block, x, positions, ctx, kv)
-            else:
-                x, kv = block(x, positions, ctx, kv)
-            if kv is not None:
-                new_k.append(kv[0])
-                new_v.append(kv[1])
+        x, new_kv = layers.run_blocks(
+            self.blocks, x, positions, ctx, cache, remat=self.config.remat
+        )
         x = self.norm_f(x)
         if cache is not None:
-            cache = cache.replace(
-                k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + length
-            )
+            cache = cache.replace(k=new_kv[0], v=new_kv[1], valid=valid, index=cache.index + length)
         return x, cache
 
     def logits(self, x: jax.Array) -> jax.Array:

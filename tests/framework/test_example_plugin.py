@@ -74,7 +74,7 @@ def test_selected_from_a_gin_file(installed_example, tmp_path):
     result = run("validate", "--gin_file", str(gin_file))
     assert result.returncode == 0, result.stderr
     code = (
-        "from framework import discovery, config, registry\n"
+        "from framework.core import config, discovery, registry\n"
         "from framework.data.document import Document\n"
         "discovery.load_plugins()\n"
         f"config.parse([{str(gin_file)!r}])\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from framework.cli import app as cli
+from framework.cli.commands.validate import validate_run_file
 from framework.launch import backend, render, results, sweep
 from plugins.launchers.local import LocalLauncher
 from tests.launch import helpers
@@ -57,7 +58,7 @@ def project(tmp_path, monkeypatch):
 
 def test_runs_everything_then_a_relaunch_skips_finished_runs(project, capsys):
     s = sweep.load(write_sweep(project, steps=4))
-    sweep_dir = render.render(s)
+    sweep_dir = render.render(s, validate=validate_run_file)
     launcher = LocalLauncher(parallel=2, poll_s=0.05, train_command=helpers.fake_train_command(),
                              live=False)  # fmt: skip
     assert launcher.launch(s, sweep_dir, s.runs) == 0
@@ -76,7 +77,7 @@ def test_runs_everything_then_a_relaunch_skips_finished_runs(project, capsys):
 
 def test_a_failing_run_is_reported_and_the_others_finish(project, capsys):
     s = sweep.load(write_sweep(project, steps=2))
-    sweep_dir = render.render(s)
+    sweep_dir = render.render(s, validate=validate_run_file)
     broken = s.runs[1].run_id
     (sweep_dir / broken / "run.gin").write_text("# TRAIN_STEPS missing\n")
     launcher = LocalLauncher(parallel=2, poll_s=0.05, train_command=helpers.fake_train_command(),
@@ -89,7 +90,7 @@ def test_a_failing_run_is_reported_and_the_others_finish(project, capsys):
 
 def test_live_table_redraws_in_place(project, capsys):
     s = sweep.load(write_sweep(project, steps=2))
-    sweep_dir = render.render(s)
+    sweep_dir = render.render(s, validate=validate_run_file)
     launcher = LocalLauncher(parallel=4, poll_s=0.05, train_command=helpers.fake_train_command(),
                              live=True)  # fmt: skip
     assert launcher.launch(s, sweep_dir, s.runs) == 0

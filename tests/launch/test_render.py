@@ -3,6 +3,7 @@
 import gin
 import pytest
 
+from framework.cli.commands.validate import validate_run_file
 from framework.core import config
 from framework.core.errors import ConfigError
 from framework.launch import render, sweep
@@ -33,7 +34,7 @@ def project(tmp_path, monkeypatch):
 def test_render_writes_one_run_gin_per_run_that_gin_reads_back(project):
     path = helpers.make_project(project, SWEEP)
     s = sweep.load(path)
-    sweep_dir = render.render(s, launcher=None)
+    sweep_dir = render.render(s, launcher=None, validate=validate_run_file)
     assert sweep_dir == project / "runs" / "s"
     ids = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert ids == ["lr0.0003-w16", "lr0.0003-w32", "lr0.001-w16", "lr0.001-w32"]
@@ -54,7 +55,7 @@ def test_validate_command_accepts_every_rendered_run(project):
     from framework.cli import app as cli
 
     path = helpers.make_project(project, SWEEP)
-    sweep_dir = render.render(sweep.load(path))
+    sweep_dir = render.render(sweep.load(path), validate=validate_run_file)
     for run_gin in sorted(sweep_dir.glob("*/run.gin")):
         assert cli.main(["validate", "--gin_file", str(run_gin)]) == 0
 
@@ -63,7 +64,7 @@ def test_a_binding_gin_rejects_fails_naming_the_run(project):
     bad = SWEEP + '\n[[runs]]\nid = "typo"\nbindings = { "sweeptest.fit.widht" = 3 }\n'
     path = helpers.make_project(project, bad)
     with pytest.raises(ConfigError) as info:
-        render.render(sweep.load(path))
+        render.render(sweep.load(path), validate=validate_run_file)
     message = str(info.value)
     assert message.startswith("sweep s: run typo: ")
     assert "has no parameter 'widht'" in message and "did you mean 'width'" in message
@@ -74,7 +75,7 @@ def test_an_unknown_configurable_fails_naming_the_run(project):
     path = helpers.make_project(project, bad)
     with pytest.raises(ConfigError, match=r"sweep s: run lr0.001-w16: .*unknown configurable "
                        r"'sweeptest.fitt'.*\(and 3 more failing runs"):  # fmt: skip
-        render.render(sweep.load(path))
+        render.render(sweep.load(path), validate=validate_run_file)
 
 
 def test_a_missing_base_file_fails_naming_the_run_and_the_places_searched(project):
@@ -82,7 +83,7 @@ def test_a_missing_base_file_fails_naming_the_run_and_the_places_searched(projec
     path = helpers.make_project(project, bad)
     with pytest.raises(ConfigError, match=r"sweep s: run lr0.001-w16: base gin file "
                        r"'models/nope.gin' not found; searched: "):  # fmt: skip
-        render.render(sweep.load(path))
+        render.render(sweep.load(path), validate=validate_run_file)
 
 
 def test_an_unknown_accelerator_fails_before_anything_is_written(project):
@@ -98,7 +99,7 @@ def test_unset_required_macro_is_caught_by_validation(project):
     bad = SWEEP.replace('gin_files = ["base.gin"]', 'gin_files = ["base.gin", "needs.gin"]')
     path = helpers.make_project(project, bad)
     with pytest.raises(ConfigError, match=r"run lr0.001-w16: required macro not set: DATA"):
-        render.render(sweep.load(path))
+        render.render(sweep.load(path), validate=validate_run_file)
 
 
 def test_cli_render_then_status(project, capsys):
@@ -142,4 +143,4 @@ def test_trainer_checks_run_against_the_target_devices(tmp_path, monkeypatch):
     text = (config.EXPERIMENTS_DIR / "sweeps" / "gpu_example.toml").read_text()
     (tmp_path / "g.toml").write_text(text.replace("BATCH_SIZE = 64", "BATCH_SIZE = 8"))
     with pytest.raises(ConfigError, match=r"sweep gpu_example: run d64: batch size 8 .* 16 ways"):
-        render.render(sweep.load(tmp_path / "g.toml"))
+        render.render(sweep.load(tmp_path / "g.toml"), validate=validate_run_file)

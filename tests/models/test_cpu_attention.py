@@ -11,10 +11,14 @@ from flax import nnx
 
 from framework.core.registry import MODELS
 from framework.kernels.cpu import attention as cpu_attention
-from framework.kernels.cpu import gemm as cpu_gemm
+from framework.kernels.cpu import build
+from framework.models import backend
+
+ONE = jax.devices()[:1]  # a program compiled for one CPU device
 
 pytestmark = pytest.mark.skipif(
-    cpu_gemm._setup() is not None, reason=f"CPU kernels unavailable: {cpu_gemm._setup()}"
+    build.unavailable_reason() is not None,
+    reason=f"CPU kernels unavailable: {build.unavailable_reason()}",
 )
 
 # (B, T, H, K, D): T not a multiple of the 64-row block, grouped-query heads, one row, GPT-2's
@@ -87,7 +91,7 @@ def test_models_use_it_on_one_device_and_agree_with_xla(plugin):
             logits, _ = nnx.merge(graphdef, params)(tokens)
             return jnp.mean(jax.nn.log_softmax(logits)[..., 0])
 
-        return cpu_gemm.on_devices(jax.value_and_grad(loss), 1), params
+        return backend.compiled_for(jax.value_and_grad(loss), ONE), params
 
     auto, params = loss_and_grads(None)
     assert cpu_attention.FORWARD in str(jax.make_jaxpr(auto)(params))

@@ -8,11 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from framework.kernels.cpu import build
 from framework.kernels.cpu import gemm as cpu_gemm
-from framework.models import hf_import
+from framework.models import backend, hf_import
+
+ONE = jax.devices()[:1]  # a program compiled for one CPU device
 
 pytestmark = pytest.mark.skipif(
-    cpu_gemm._setup() is not None, reason=f"BLAS path unavailable: {cpu_gemm._setup()}"
+    build.unavailable_reason() is not None,
+    reason=f"BLAS path unavailable: {build.unavailable_reason()}",
 )
 
 # (M, K, N): a matrix-vector product (M = 1), skinny products split over N, products split over
@@ -96,9 +100,9 @@ def test_dense_value_and_gradients_match_einsum(x_shape, w_shape, contract, tran
     def loss(fn):
         return lambda x, w: jnp.sum(fn(x, w) * probe)
 
-    ours = cpu_gemm.on_devices(
+    ours = backend.compiled_for(
         jax.value_and_grad(loss(lambda x, w: cpu_gemm.dense(x, w, contract, transpose_w)), (0, 1)),
-        1,
+        ONE,
     )
     assert "ffi_call" in str(jax.make_jaxpr(ours)(x, w))  # the BLAS path really ran
     (value, (dx, dw)) = jax.jit(ours)(x, w)
@@ -115,64 +119,66 @@ def _uses_blas(fn, *args) -> bool:
 def test_blas_path_only_for_one_device_fp32_and_large_enough_products():
     x = jnp.ones((64, 48), jnp.float32)
     w = jnp.ones((48, 96), jnp.float32)
-    dense = cpu_gemm.dense
+    dense = backend.dense
     assert jax.device_count() == 8  # the test session's 8 host devices
     assert not _uses_blas(dense, x, w)  # undeclared program on an 8-device host: XLA's dots
-    assert _uses_blas(cpu_gemm.on_devices(dense, 1), x, w)
-    assert not _uses_blas(cpu_gemm.on_devices(dense, 8), x, w)  # a sharded program
-    bf16 = cpu_gemm.on_devices(
-        lambda x, w: dense(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)), 1
+    assert _uses_blas(backend.compiled_for(dense, ONE), x, w)
+    assert not _uses_blas(backend.compiled_for(dense, jax.devices()), x, w)  # a sharded program
+    bf16 = backend.compiled_for(
+        lambda x, w: dense(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)), ONE
     )
     assert not _uses_blas(bf16, x, w)
     one_row = jnp.ones((1, 48), jnp.float32)  # one row against a 18 KB weight: XLA is as fast
-    assert not _uses_blas(cpu_gemm.on_devices(dense, 1), one_row, w)
+    assert not _uses_blas(backend.compiled_for(dense, ONE), one_row, w)
     layer_w = jnp.ones((48, 2048), jnp.float32)  # 384 KB: the decode kernels from one row on
-    assert _uses_blas(cpu_gemm.on_devices(dense, 1), one_row, layer_w)
+    assert _uses_blas(backend.compiled_for(dense, ONE), one_row, layer_w)
     nine_rows = jnp.ones((9, 48), jnp.float32)  # past the decode kernels: BLAS rules again
-    expected = cpu_gemm._setup.blas_name == "MKL"  # MKL from 2 rows on; OpenBLAS from 32
-    assert _uses_blas(cpu_gemm.on_devices(dense, 1), nine_rows, layer_w) == expected
+    expected = build.blas_name() == "MKL"  # MKL from 2 rows on; OpenBLAS from 32
+    assert _uses_blas(backend.compiled_for(dense, ONE), nine_rows, layer_w) == expected
 
 
 def test_blas_choice_by_environment(monkeypatch):
     """$DEEPDIVE_CBLAS names the library; one without a CBLAS sgemm turns the path off."""
-    numpy_openblas = [p for p, private in cpu_gemm._blas_candidates() if private]
-    monkeypatch.setenv(cpu_gemm.ENV_CBLAS, str(numpy_openblas[0]))
-    assert cpu_gemm._blas_candidates() == [(numpy_openblas[0], False)]
-    monkeypatch.setenv(cpu_gemm.ENV_CBLAS, "/nonexistent/libblas.so")
-    cpu_gemm._setup.cache_clear()
+    numpy_openblas = [p for p, private in build._blas_candidates() if private]
+    monkeypatch.setenv(build.ENV_CBLAS, str(numpy_openblas[0]))
+    assert build._blas_candidates() == [(numpy_openblas[0], False)]
+    monkeypatch.setenv(build.ENV_CBLAS, "/nonexistent/libblas.so")
+    monkeypatch.delenv(build.ENV_REQUIRE, raising=False)  # this failure is the point here
+    build._setup.cache_clear()
     try:
-        assert "no CBLAS found" in cpu_gemm.status(num_devices=1)
+        assert "no CBLAS found" in backend.describe(ONE)
     finally:
         monkeypatch.undo()
-        cpu_gemm._setup.cache_clear()
+        build._setup.cache_clear()
 
 
 def test_unusable_cache_directory_falls_back_to_xla(monkeypatch, tmp_path):
     blocker = tmp_path / "not_a_directory"
     blocker.write_text("")
     monkeypatch.setenv("DEEPDIVE_CACHE_DIR", str(blocker))
-    cpu_gemm._setup.cache_clear()
+    monkeypatch.delenv(build.ENV_REQUIRE, raising=False)  # this failure is the point here
+    build._setup.cache_clear()
     try:
         # nothing compiled yet under this cache: the build (or the private BLAS copy) fails
-        assert cpu_gemm.status(num_devices=1).startswith("XLA dots (")
+        assert backend.describe(ONE).startswith("XLA's ops (")
         x = jnp.ones((64, 48), jnp.float32)
-        assert not _uses_blas(cpu_gemm.on_devices(cpu_gemm.dense, 1), x, jnp.ones((48, 8)))
+        assert not _uses_blas(backend.compiled_for(backend.dense, ONE), x, jnp.ones((48, 8)))
     finally:
         monkeypatch.undo()
-        cpu_gemm._setup.cache_clear()
+        build._setup.cache_clear()
 
 
 def test_switch_off_by_environment(monkeypatch):
-    monkeypatch.setenv(cpu_gemm.ENV_SWITCH, "0")
-    cpu_gemm._setup.cache_clear()
+    monkeypatch.setenv(build.ENV_SWITCH, "0")
+    build._setup.cache_clear()
     try:
-        assert "DEEPDIVE_CPU_GEMM=0" in cpu_gemm.status(num_devices=1)
+        assert "DEEPDIVE_CPU_GEMM=0" in backend.describe(ONE)
         x = jnp.ones((64, 48), jnp.float32)
-        assert not _uses_blas(cpu_gemm.on_devices(cpu_gemm.dense, 1), x, jnp.ones((48, 8)))
+        assert not _uses_blas(backend.compiled_for(backend.dense, ONE), x, jnp.ones((48, 8)))
     finally:
         monkeypatch.undo()
-        cpu_gemm._setup.cache_clear()
-    assert cpu_gemm.status(num_devices=1).startswith("CBLAS custom call (fp32")
+        build._setup.cache_clear()
+    assert backend.describe(ONE).startswith("CPU kernels (fp32")
 
 
 def test_gpt2_logits_on_the_blas_path_match_transformers(hf_gpt2):
@@ -181,7 +187,7 @@ def test_gpt2_logits_on_the_blas_path_match_transformers(hf_gpt2):
     folder, reference = hf_gpt2
     _, _, model = hf_import.load(folder, expect="gpt2")
     tokens = np.random.default_rng(0).integers(0, 300, (2, 64)).astype(np.int32)
-    forward = cpu_gemm.on_devices(lambda t: model(t)[0], 1)
+    forward = backend.compiled_for(lambda t: model(t)[0], ONE)
     assert _uses_blas(forward, jnp.asarray(tokens))
     ours = jax.jit(forward)(jnp.asarray(tokens))
     with torch.no_grad():

@@ -8,6 +8,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from framework.core import config
+from framework.models import backend
 from framework.train import loop as train
 from framework.train import sharding
 from framework.train import step as train_state
@@ -43,10 +44,9 @@ GPT2_TINY = ["train.model = @models.gpt2()", "models.gpt2.vocab_size = 64",
 def test_gpt2_on_one_device_cpu_kernels_matches_2x2x2_mesh_xla(tmp_path):
     """One device takes the BLAS products and the CPU attention kernel; the sharded mesh keeps
     XLA's dots and attention: the two must train alike."""
-    from framework.kernels.cpu import gemm as cpu_gemm
 
-    if not cpu_gemm.status(num_devices=1).startswith("CBLAS"):
-        pytest.skip(cpu_gemm.status(num_devices=1))
+    if not backend.describe(jax.devices()[:1]).startswith("CPU kernels"):
+        pytest.skip(backend.describe(jax.devices()[:1]))
     one = _run(tmp_path, "one", [*GPT2_TINY, "sharding.MeshConfig.shape = (1, 1, 1)",
                                  "sharding.MeshConfig.num_devices = 1"])  # fmt: skip
     eight = _run(tmp_path, "eight", [*GPT2_TINY, "sharding.MeshConfig.shape = (2, 2, 2)",

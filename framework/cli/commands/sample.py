@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framework import sample as _sample  # noqa: F401 - registers the `sample` configurable
 from framework.cli import app as cli
 from framework.core.errors import ConfigError, InputError
+from framework.sample import generate as _generate  # noqa: F401 - registers the `sample` configurable
 
 HELP = "generate text from a trained run (KV cache, sampler plugins, streaming)"
 TOP_LEVEL = "sample"

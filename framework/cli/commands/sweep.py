@@ -86,6 +86,7 @@ def _backend_name(args_backend: str | None, sweep) -> str:
 
 
 def _render(sweep_file: str, backend: str | None, output_dir: str | None, validate: bool):
+    from framework.cli.commands import validate as validate_command
     from framework.launch import render
     from framework.launch import sweep as sweep_lib
 
@@ -96,7 +97,7 @@ def _render(sweep_file: str, backend: str | None, output_dir: str | None, valida
         sweep,
         output_dir,
         launcher=launcher,
-        validate=validate,
+        validate=validate_command.validate_run_file if validate else None,
         source_text=Path(sweep_file).read_text(),
     )
     return sweep, sweep_dir, name

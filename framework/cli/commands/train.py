@@ -6,10 +6,10 @@ import argparse
 import inspect
 import sys
 
-from framework import data as _data  # noqa: F401 - registers the data sources for gin
-from framework import train as _train  # noqa: F401 - registers train, sharding.MeshConfig
 from framework.cli import app as cli
 from framework.core.errors import ConfigError
+from framework.train import input as _input  # noqa: F401 - registers the data sources for gin
+from framework.train import loop as _loop  # noqa: F401 - registers train, sharding.MeshConfig
 
 HELP = "train a model from token shards (resumes from MODEL_DIR's newest checkpoint)"
 DESCRIPTION = """Train (or resume training) a model configured in gin.

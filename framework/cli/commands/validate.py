@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+from pathlib import Path
+from typing import Any
 
 from framework.cli import app as cli
-from framework.core import config
+from framework.core import config, discovery
 
 HELP = "parse a configuration, find unset required macros, build every plugin (no compute)"
 DESCRIPTION = """Check a configuration without running it.
@@ -64,3 +67,25 @@ def run(args: argparse.Namespace) -> int:
     files = ", ".join(str(p) for p in parsed.gin_files) or "(no files)"
     print(f"ok: {files}; {len(built)} plugins built; checks: {', '.join(checked) or 'parse only'}")
     return 0
+
+
+def validate_run_file(run_gin: Path, root: Path, bindings: list[str] = ()) -> dict[str, Any]:
+    """``deepdive validate --gin_file run_gin`` in-process, for a rendered sweep run; returns
+    the facts the launchers use."""
+    discovery.load_plugins()
+    cli.import_command_modules()  # every command's top-level configurable, as configure() does
+    args = argparse.Namespace(
+        gin_file=[str(run_gin)],
+        gin_bindings=list(bindings),
+        beam_options=[],
+        plugin_module=[],
+        strict_plugins=False,
+        dry_run=True,
+        _default_gin_file=None,
+    )
+    with contextlib.chdir(root):
+        config.parse(args.gin_file, args.gin_bindings)
+        config.build_references()
+        run_command_checks(args)  # includes deepdive train's checks
+        steps = config.query("TRAIN_STEPS")
+    return {"train_steps": steps if isinstance(steps, int) else None}

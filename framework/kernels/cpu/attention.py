@@ -3,13 +3,14 @@
 Why: with XLA:CPU's attention, the passes over the ``[B, H, T, T]`` scores — mask, softmax, and
 the transposed copies the backward products need — cost more than all matrix products of GPT-2
 124M's training step together (T = 1024), and the probabilities kept for the backward pass are
-the largest activations. ``framework/kernels/cpu/src/cpu_attention.cc`` works on blocks of 64 query rows
-against only the keys they may see (the masked upper triangle is skipped), runs the products in
-the BLAS of :mod:`framework.cpu_gemm`, and keeps one log-sum-exp per row for the backward pass,
-which recomputes the probabilities (as FlashAttention does).
+the largest activations. ``src/cpu_attention.cc`` works on blocks of 64 query rows against
+only the keys they may see (the masked upper triangle is skipped), runs the products in the BLAS
+found by :mod:`framework.kernels.cpu.build`, and keeps one log-sum-exp per row for the backward
+pass, which recomputes the probabilities (as FlashAttention does). :func:`decode_attention` is
+one decode step against the KV cache.
 
-:func:`usable` says when it applies: the BLAS path is active (one CPU device, see
-:mod:`framework.cpu_gemm`), fp32, plain causal attention (no padding mask, no KV cache).
+``framework.models.backend`` decides when they serve: fp32, one CPU device, plain causal
+attention (no padding mask) or one new token per row against the cache.
 """
 
 from __future__ import annotations
@@ -20,21 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from framework.kernels.cpu import gemm as cpu_gemm
+from framework.kernels.cpu.build import require
 
 FORWARD = "deepdive_cpu_attention_fwd"
 BACKWARD = "deepdive_cpu_attention_bwd"
 DECODE = "deepdive_cpu_attention_decode"
-
-
-def usable(q: jax.Array, k: jax.Array, v: jax.Array) -> bool:
-    """Whether :func:`causal_attention` can run these operands."""
-    return cpu_gemm.usable(q, k, v)
-
-
-def decode_usable(q: jax.Array, cache_kt: jax.Array, cache_v: jax.Array) -> bool:
-    """Whether :func:`decode_attention` can run this step: one new token per row."""
-    return q.shape[1] == 1 and cpu_gemm.usable(q, cache_kt, cache_v)
 
 
 def _to_kernel(x: jax.Array, kv_heads: int) -> jax.Array:
@@ -80,7 +71,7 @@ _attention.defvjp(_attention_fwd, _attention_bwd)
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array:
     """Softmax(scale · q kᵀ, causal) v: q [B, T, H, D], k/v [B, T, K, D] -> [B, T, H, D]."""
-    cpu_gemm.require()
+    require()
     b, _, _, _ = q.shape
     kv = k.shape[2]
     out = _attention(_to_kernel(q, kv), _to_kernel(k, kv), _to_kernel(v, kv), float(scale))
@@ -102,7 +93,7 @@ def decode_attention(
     limit int32 [] (slots written so far). -> [B, 1, H, D]. A row that may see no slot gets zeros
     (its output is unused). Not differentiable: decoding only.
     """
-    cpu_gemm.require()
+    require()
     b, t, h, d = q.shape
     kv = cache_kt.shape[0] // b
     q3 = q.reshape(b * kv, (h // kv) * t, d)  # t == 1: query head n uses key/value head n // g

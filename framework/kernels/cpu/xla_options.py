@@ -1,4 +1,4 @@
-"""XLA compiler options deepdive passes to its hot compiled functions (per compilation).
+"""XLA compiler options deepdive passes to its hot compiled functions for CPUs.
 
 Why: on CPU, XLA hands matrix products to YNNPACK by default; for this project's shapes its
 Eigen path was as fast or faster on the 2-core machine we measured (decode, interleaved A/B:
@@ -24,14 +24,12 @@ _CPU = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 @functools.cache
 def compiler_options() -> dict[str, Any] | None:
-    """Options for the train step and the decode loop on the default backend (None: defaults)."""
+    """Options for the train step and the decode loop compiled for XLA:CPU (None: defaults)."""
     import jax
     import jax.numpy as jnp
 
     if env := os.environ.get(ENV):
         return json.loads(env) or None
-    if jax.default_backend() != "cpu":
-        return None
     try:
         jax.jit(lambda x: x + 1, compiler_options=_CPU).lower(jnp.zeros(())).compile()
     except Exception:  # noqa: BLE001 - an XLA without this option
