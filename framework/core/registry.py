@@ -105,6 +105,18 @@ class Model(Protocol):
 
 
 @runtime_checkable
+class Converter(Protocol):
+    """Imports one external checkpoint format into a model plugin (``deepdive convert NAME``)."""
+
+    model: str  # the model plugin it fills
+    architectures: tuple[str, ...]  # e.g. Hugging Face ``config.json`` "architectures"
+
+    def config_kwargs(self, hf_config: dict) -> dict: ...
+
+    def params(self, tensors: dict, config: Any) -> dict: ...
+
+
+@runtime_checkable
 class Sampler(Protocol):
     """A logits transform or selection step: ``sampler(logits, ...) -> logits`` (see sample.py)."""
 
@@ -274,6 +286,7 @@ TOKENIZERS = Registry("tokenizers", Tokenizer)
 MODELS = Registry("models", Model)
 SAMPLERS = Registry("samplers", Sampler)
 LAUNCHERS = Registry("launchers", Launcher)
+CONVERTERS = Registry("converters", Converter)
 DATA = Registry("data")  # training input sources (framework/train/input.py)
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,13 @@ def _eager_sharding() -> bool:
         and flax_meta.get_global_mesh() is not None
         and bool(flax_spmd.get_logical_axis_rules())
     )
+
+
+def build_unsharded(model_config: Any, rngs: nnx.Rngs) -> nnx.Module:
+    """``model_config.build(rngs)`` with flax's eager sharding off: logical axis names are not
+    mesh axes, and the trainer (or an importer) places the parameters itself."""
+    with nnx.use_eager_sharding(False):
+        return model_config.build(rngs)
 
 
 def param(

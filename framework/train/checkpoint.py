@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.core.errors import InputError
+from framework.models import layers
 
 CHECKPOINTS = "checkpoints"
 MODEL_JSON = "model.json"
@@ -254,13 +255,11 @@ def load_for_inference(model_dir: str | Path, step: int | None = None):
     import jax
     from flax import nnx
 
-    from framework.train import sharding
-
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: no such run directory")
     plugin, model_config = read_model_config(model_dir)
-    abstract = nnx.eval_shape(lambda: sharding.build_unsharded(model_config, nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: layers.build_unsharded(model_config, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
     mngr = manager(model_dir, asynchronous=False)
     try:
@@ -283,7 +282,7 @@ def load_for_inference(model_dir: str | Path, step: int | None = None):
         params, _, _ = restore(mngr, step, target)
     finally:
         mngr.close()
-    model = sharding.build_unsharded(model_config, nnx.Rngs(0))  # non-param state, then params
+    model = layers.build_unsharded(model_config, nnx.Rngs(0))  # non-param state, then params
     nnx.update(model, params)
     tokenizer = None
     if (model_dir / TOKENIZER_DIR).is_dir():

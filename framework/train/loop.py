@@ -35,6 +35,7 @@ from framework.models import backend
 from framework.train import input as data_lib
 from framework.train import sharding
 from framework.train.program import build_program
+from framework.train.step import DEFAULT_DECAY_EXCLUDE
 
 
 class NonFiniteError(RuntimeError):
@@ -153,7 +154,7 @@ def train(
     grad_clip: float | None = 1.0,
     grad_accum_steps: int = 1,
     compute_dtype: str = "float32",
-    decay_exclude: str = r"(embed|wte|wpe|norm|ln_|\bln\b|bias|scale)",
+    decay_exclude: str = DEFAULT_DECAY_EXCLUDE,
     seed: int = 0,
     log_every: int = 10,
     eval_every: int = 250,

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framework.models.layers import palm_flops_per_token
+
 # Dense bf16 peak FLOP/s per device, matched against ``jax.Device.device_kind`` (lower case).
 PEAK_FLOPS: list[tuple[str, float]] = [
     ("tpu v4", 275e12),
@@ -77,13 +79,6 @@ def peak_flops_per_device() -> tuple[float, str]:
         host = measured_cpu_peak()
         return host / max(1, jax.local_device_count()), "CPU measured fp32 matmul"
     return math.nan, f"unknown device {device.device_kind}"
-
-
-def palm_flops_per_token(
-    non_embedding_params: int, num_layers: int, num_heads: int, head_dim: int, seq_len: int
-) -> float:
-    """``6·N + 12·L·H·Q·T`` (PaLM Appendix B)."""
-    return 6 * non_embedding_params + 12 * num_layers * num_heads * head_dim * seq_len
 
 
 def model_flops_per_token(model_config: Any, seq_len: int) -> float:

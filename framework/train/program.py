@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from framework.models import backend
+from framework.models import backend, layers
 from framework.train import sharding
 from framework.train import step as train_step
 
@@ -66,10 +66,10 @@ def build_program(
     ``optimizer(abstract_params)`` returns the optax transformation (it may inspect parameter
     names, e.g. for the weight-decay mask).
     """
-    abstract = nnx.eval_shape(lambda: sharding.build_unsharded(model, nnx.Rngs(seed)))
+    abstract = nnx.eval_shape(lambda: layers.build_unsharded(model, nnx.Rngs(seed)))
     graphdef, abstract_params, abstract_rest = nnx.split(abstract, nnx.Param, ...)
     if jax.tree.leaves(abstract_rest):  # non-parameter state (e.g. buffers) needs real values
-        rest = nnx.split(sharding.build_unsharded(model, nnx.Rngs(seed)), nnx.Param, ...)[2]
+        rest = nnx.split(layers.build_unsharded(model, nnx.Rngs(seed)), nnx.Param, ...)[2]
     else:
         rest = abstract_rest
     tx = optimizer(abstract_params)
@@ -84,7 +84,7 @@ def build_program(
     devices = list(mesh.devices.flat)
 
     def init_state(key):
-        params = nnx.state(sharding.build_unsharded(model, nnx.Rngs(key)), nnx.Param)
+        params = nnx.state(layers.build_unsharded(model, nnx.Rngs(key)), nnx.Param)
         return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
     step_fn = jax.jit(

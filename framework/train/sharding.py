@@ -214,12 +214,3 @@ def batch_divisor_for_shape(mesh_shape: dict[str, int], rules: Rules) -> int:
     spec = logical_to_mesh(("batch",), rules, mesh_shape)
     axes = _as_tuple(spec[0]) if len(spec) else ()
     return math.prod(mesh_shape[a] for a in axes)
-
-
-def build_unsharded(model_config: Any, rngs: Any) -> Any:
-    """``model_config.build(rngs)`` with flax's eager sharding off (logical names are not mesh
-    axes; the trainer applies the rules itself)."""
-    from flax import nnx
-
-    with nnx.use_eager_sharding(False):
-        return model_config.build(rngs)

@@ -8,13 +8,14 @@ import pytest
 from flax import nnx
 
 from framework.core.errors import InputError
-from framework.train import checkpoint, sharding
+from framework.models import layers
+from framework.train import checkpoint
 from tests.train.tiny_model import TinyLM
 
 
 def test_inference_run_round_trip(tmp_path):
     cfg = TinyLM(d_model=32, num_heads=4)
-    model = sharding.build_unsharded(cfg, nnx.Rngs(7))
+    model = layers.build_unsharded(cfg, nnx.Rngs(7))
     checkpoint.write_inference_run(tmp_path, "tiny_test_lm", cfg, model, None)
     assert json.loads((tmp_path / "model.json").read_text()) == {
         "plugin": "tiny_test_lm",

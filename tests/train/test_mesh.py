@@ -8,7 +8,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from framework.core import config
-from framework.models import backend
+from framework.models import backend, layers
 from framework.train import loop as train
 from framework.train import sharding
 from framework.train import step as train_state
@@ -58,7 +58,7 @@ def test_gpt2_on_one_device_cpu_kernels_matches_2x2x2_mesh_xla(tmp_path):
 def test_parameters_and_optimizer_state_carry_the_rule_shardings():
     mesh = sharding.MeshConfig(shape=(2, 2, 2)).make()
     cfg = TinyLM(vocab_size=64, d_model=16, num_heads=2)
-    model = sharding.build_unsharded(cfg, nnx.Rngs(0))
+    model = layers.build_unsharded(cfg, nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = train_state.make_optimizer(train_state.learning_rate_schedule(1e-3, 10, 1), params)
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from framework.train import metrics, sharding
+from framework.models import layers
+from framework.train import metrics
 from framework.train import step as train_state
 from tests.train.tiny_model import TinyLM
 
@@ -25,7 +26,7 @@ def test_warmup_then_cosine_to_min_ratio():
 
 
 def test_weight_decay_mask_skips_norms_biases_embeddings():
-    model = sharding.build_unsharded(TinyLM(), nnx.Rngs(0))
+    model = layers.build_unsharded(TinyLM(), nnx.Rngs(0))
     mask = dict(nnx.to_flat_state(train_state.decay_mask(nnx.state(model, nnx.Param))))
     value = {k: v.get_value() for k, v in mask.items()}
     assert value[("blocks", 0, "qkv", "kernel")] and value[("blocks", 1, "down", "kernel")]
@@ -35,7 +36,7 @@ def test_weight_decay_mask_skips_norms_biases_embeddings():
 
 
 def test_gradient_accumulation_equals_one_big_batch():
-    model = sharding.build_unsharded(TinyLM(), nnx.Rngs(0))
+    model = layers.build_unsharded(TinyLM(), nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = train_state.make_optimizer(train_state.learning_rate_schedule(1e-2, 10, 0), params)
     batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (8, 17)), jnp.int32)
@@ -52,7 +53,7 @@ def test_gradient_accumulation_equals_one_big_batch():
 
 
 def test_bf16_compute_keeps_fp32_params_and_close_loss():
-    model = sharding.build_unsharded(TinyLM(), nnx.Rngs(0))
+    model = layers.build_unsharded(TinyLM(), nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     batch = jnp.asarray(np.random.default_rng(1).integers(0, 64, (4, 17)), jnp.int32)
     l32 = train_state.loss_fn(params, rest, graphdef, batch, jnp.float32)
@@ -65,9 +66,9 @@ def test_bf16_compute_keeps_fp32_params_and_close_loss():
 
 def test_palm_flops_match_the_reference_numbers():
     # shared/reference/training.md: HF GPT-2 124M (N = 123,653,376), T = 1024 -> 855.17 MFLOP/token
-    assert round(metrics.palm_flops_per_token(123_653_376, 12, 12, 64, 1024) / 1e6, 2) == 855.17
+    assert round(layers.palm_flops_per_token(123_653_376, 12, 12, 64, 1024) / 1e6, 2) == 855.17
     # baby GPT 6/6/384, T = 256: N = 13,793,280 -> 89.84 MFLOP/token
-    assert round(metrics.palm_flops_per_token(13_793_280, 6, 6, 64, 256) / 1e6, 2) == 89.84
+    assert round(layers.palm_flops_per_token(13_793_280, 6, 6, 64, 256) / 1e6, 2) == 89.84
     assert metrics.peak_for_kind("NVIDIA H100 80GB HBM3") == 989e12
     assert metrics.peak_for_kind("TPU v5 lite") == 197e12
     assert metrics.peak_for_kind("NVIDIA H100 PCIe") == 756e12

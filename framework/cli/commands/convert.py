@@ -18,7 +18,7 @@ safetensors numpy API — no torch, no pickle — and writes MODEL_DIR with mode
 checkpoints/0/ (orbax, fp32 parameters) and COMPLETED, so `deepdive sample` and `deepdive eval`
 use it like a trained run.
 
-sources:
+sources (plugins of kind `converters`; `deepdive plugins --kind converters` lists them all):
   hf_gpt2    GPT2LMHeadModel (gpt2, gpt2-medium, ..., or your own) -> models.gpt2
   hf_llama   LlamaForCausalLM (plain RoPE; no rope scaling) -> models.llama
 
@@ -28,11 +28,11 @@ examples:
   deepdive sample --gin.MODEL_DIR='"runs/gpt2"' --prompt "Hello, my name is"
 """
 
-SOURCES = {"hf_gpt2": "gpt2", "hf_llama": "llama"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", choices=sorted(SOURCES), help="what kind of checkpoint to import")
+    parser.add_argument(
+        "source", metavar="CONVERTER", help="what kind of checkpoint to import (e.g. hf_gpt2)"
+    )
     parser.add_argument(
         "--from",
         dest="from_dir",
@@ -64,12 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from framework.core import discovery
+    from framework.core import discovery, registry
     from framework.models import hf_import
     from framework.tokenize.files import load_tokenizer
     from framework.train import checkpoint
 
     discovery.load_plugins(args.plugin_module, args.strict_plugins)
+    registry.CONVERTERS.entry(args.source)  # unknown names: exit 2 with suggestions
     hf_dir, output = Path(args.from_dir).expanduser(), Path(args.output).expanduser()
     if not hf_dir.is_dir():
         raise InputError(f"--from {hf_dir}: no such directory")
@@ -83,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
         (output / "COMPLETED").unlink(missing_ok=True)
 
     tokenizer = load_tokenizer(args.tokenizer)
-    plugin, model_config, model = hf_import.load(
-        hf_dir, expect=SOURCES[args.source], dtype=args.dtype
-    )
+    plugin, model_config, model = hf_import.load(hf_dir, converter=args.source, dtype=args.dtype)
     if tokenizer.vocab_size > model_config.vocab_size:
         raise InputError(
             f"--tokenizer {args.tokenizer}: {tokenizer.vocab_size} token ids do not fit the "

@@ -6,11 +6,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
 from framework.cli import app as cli
 from framework.core.errors import InputError
 from framework.data.document import Document
+from framework.data.explain import format_step
 from framework.data.readers import ReadItem, read_any
 
 HELP = "each filter's statistics vs thresholds for one page or document"
@@ -74,38 +74,6 @@ def select_item(page: str, record: str | None, url: str | None) -> ReadItem:
     return item
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def render(entry: dict[str, Any]) -> list[str]:
-    verdict = entry["verdict"].upper()
-    reason = f" ({entry['reason']})" if entry.get("reason") else ""
-    lines = [f"[{entry['step']}] {verdict}{reason}"]
-    if entry.get("detail"):
-        lines.append(f"    {entry['detail']}")
-    stats = entry.get("explain") or {}
-    checks = stats.get("checks") if isinstance(stats, dict) else None
-    if checks:
-        for c in checks:
-            mark = "DROPS" if c.get("drops") else "ok"
-            lines.append(
-                f"    {c.get('name', ''):30} {c.get('statistic', ''):44} "
-                f"{_format_value(c.get('value')):>12} {c.get('drops_if', ''):>3} "
-                f"{_format_value(c.get('threshold')):<12} {mark}"
-            )
-        for key, value in (stats.get("info") or {}).items():
-            lines.append(f"    {key}: {_format_value(value)}")
-    elif isinstance(stats, dict):
-        for key, value in stats.items():
-            if key not in ("filter", "keep", "reason"):
-                lines.append(f"    {key}: {_format_value(value)}")
-    return lines
-
-
 def run(args: argparse.Namespace) -> int:
     from framework.cli.commands.data import build_pipeline
 
@@ -152,6 +120,6 @@ def run(args: argparse.Namespace) -> int:
     if item.kind == "error" and item.doc is not None:
         print(f"[read] ERROR ({item.doc.metadata.get('error')})")
     for entry in outcome.trace:
-        print("\n".join(render(entry)))
+        print("\n".join(format_step(entry)))
     print(f"result: {final}")
     return 0
