@@ -3,7 +3,8 @@
 Every command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``; it may define ``TOP_LEVEL`` (its top-level gin configurable) and
 ``validate_config(args)`` (checks ``deepdive validate`` and ``--dry_run`` run without compute).
-A command whose module is missing is listed as not built yet.
+Command modules are imported when the parser is built; one that fails to import is listed with
+its error, and the others stay usable.
 
 Exit codes: 0 success, 2 bad input or configuration (one line on stderr), 1 internal error.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import importlib.util
 import os
 import re
 import sys
@@ -22,32 +22,30 @@ from collections.abc import Sequence
 
 from framework.core.errors import ConfigError
 
-# name -> (module, one-line help used when the module is not built yet)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "plugins": ("framework.cli.commands.plugins", "list registered plugins or describe one"),
-    "validate": ("framework.cli.commands.validate", "parse and check a configuration; no compute"),
-    "data": ("framework.cli.commands.data", "FineWeb-style processing of web pages (Beam)"),
-    "dedup": ("framework.cli.commands.dedup", "MinHash near-duplicate removal (Beam)"),
-    "explain": (
-        "framework.cli.commands.explain",
-        "each filter's statistics vs thresholds for one page",
-    ),
-    "tokenizer": ("framework.cli.commands.tokenizer", "train, show, serve or use a tokenizer"),
-    "tokenize": (
-        "framework.cli.commands.tokenize",
-        "tokenize a corpus into ArrayRecord shards (Beam)",
-    ),
-    "train": ("framework.cli.commands.train", "train a model from token shards"),
-    "eval": ("framework.cli.commands.eval", "validation loss and bits per byte of a run"),
-    "convert": ("framework.cli.commands.convert", "import external weights into a run directory"),
-    "sample": ("framework.cli.commands.sample", "generate text from a trained run"),
-    "sweep": ("framework.cli.commands.sweep", "render, launch and compare sweeps"),
-    "run": ("framework.cli.commands.run", "every stage end to end (quickstart)"),
+# name -> module (in the order `deepdive --help` lists them)
+COMMANDS: dict[str, str] = {
+    name: f"framework.cli.commands.{module}"
+    for name, module in (
+        ("plugins", "plugins"),
+        ("validate", "validate"),
+        ("data", "data"),
+        ("dedup", "dedup"),
+        ("explain", "explain"),
+        ("tokenizer", "tokenizer"),
+        ("tokenize", "tokenize"),
+        ("train", "train"),
+        ("eval", "eval"),
+        ("convert", "convert"),
+        ("sample", "sample"),
+        ("sweep", "sweep"),
+        ("run", "run"),
+    )
 }
 
 
 def command_available(name: str) -> bool:
-    return importlib.util.find_spec(COMMANDS[name][0]) is not None
+    """Whether ``deepdive NAME`` exists (tests use it to skip what a build leaves out)."""
+    return name in COMMANDS
 
 
 def split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
@@ -107,6 +105,19 @@ def add_common_arguments(parser: argparse.ArgumentParser, gin_files: bool = True
     )
 
 
+def version() -> str:
+    """deepdive's installed version, with the jax it runs on."""
+    from importlib import metadata
+
+    import jax
+
+    try:
+        ours = metadata.version("deepdive")
+    except metadata.PackageNotFoundError:
+        ours = "unknown (not installed)"
+    return f"deepdive {ours} (jax {jax.__version__}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepdive",
@@ -114,27 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
         "a plugin chosen in a gin file (see `deepdive plugins`).",
         epilog="Exit codes: 0 success, 2 bad input or configuration, 1 internal error.",
     )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, fallback_help) in COMMANDS.items():
-        module = None
-        if command_available(name):
-            try:
-                module = importlib.import_module(module_name)
-            except Exception as error:  # noqa: BLE001 - keep the other commands usable
-                fallback_help = f"{fallback_help} [failed to import: {error}]"
-        if module is not None:
-            p = sub.add_parser(
-                name,
-                help=module.HELP,
-                description=getattr(module, "DESCRIPTION", module.HELP),
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-            )
-            module.add_arguments(p)
-            p.set_defaults(_module=module)
-        else:
-            marker = "" if "failed to import" in fallback_help else " [not built yet]"
-            p = sub.add_parser(name, help=f"{fallback_help}{marker}")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:  # noqa: BLE001 - keep the other commands usable
+            p = sub.add_parser(name, help=f"[failed to import: {error}]")
             p.set_defaults(_module=None)
+            continue
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
     return parser
 
 
@@ -144,23 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(rest)
+        if args.version:
+            print(version())
+            return 0
         if args.command is None:
             parser.print_help()
             return 0
         args.gin_bindings = bindings
         args.beam_options = beam
         if args._module is None:
-            module_name = COMMANDS[args.command][0]
-            if command_available(args.command):
-                importlib.import_module(module_name)  # re-raise the import error, with traceback
-            print(
-                f"deepdive {args.command}: not built yet in this version of deepdive",
-                file=sys.stderr,
-            )
-            return 2
+            importlib.import_module(COMMANDS[args.command])  # the import error, with traceback
         return int(args._module.run(args) or 0)
     except ConfigError as error:
-        print(f"deepdive: error: {error}", file=sys.stderr)
+        print(f"deepdive: error: {_without_gin_context(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepdive: interrupted", file=sys.stderr)
@@ -172,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print("deepdive: internal error (the traceback above)", file=sys.stderr)
         return 1
+
+
+def _without_gin_context(message: str) -> str:
+    """The message without the "In call to configurable ..." lines gin appends to an error
+    raised inside a configurable (the first line already names the input)."""
+    return message.split("\n  In call to configurable")[0]
 
 
 # errno of a full disk, a file over the size limit (RLIMIT_FSIZE) and an exceeded quota
@@ -204,9 +213,7 @@ def storage_error(error: BaseException) -> str | None:
 def import_command_modules() -> None:
     """Import every built command module and call its ``register_configurables()`` hook, so every
     command's top-level gin configurable is known before any gin file is parsed."""
-    for name, (module_name, _help) in COMMANDS.items():
-        if not command_available(name):
-            continue
+    for name, module_name in COMMANDS.items():
         try:
             hook = getattr(importlib.import_module(module_name), "register_configurables", None)
             if callable(hook):

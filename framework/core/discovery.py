@@ -38,6 +38,12 @@ def import_package_tree(package_name: str) -> None:
         importlib.import_module(info.name)
 
 
+def load_builtin_kind(kind: str) -> None:
+    """Import only the built-in plugins of one kind (``plugins/<kind>/``): a cheap start for
+    commands that need, say, tokenizers and nothing that imports jax."""
+    import_package_tree(f"{BUILTIN_PACKAGE}.{kind}")
+
+
 def _report(source: str, error: BaseException, strict: bool) -> None:
     message = f"plugin {source} failed to load: {type(error).__name__}: {error}"
     if strict:

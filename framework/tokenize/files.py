@@ -2,18 +2,19 @@
 
 ``load_tokenizer(path)`` accepts:
 
-* a tokenizer directory (``tokenizer.json`` names the plugin in ``"kind"``; the plugin's
-  ``load(directory)`` reads its own file),
-* a tiktoken rank file (``*.tiktoken`` or ``*.tiktoken.gz``; OpenAI's r50k/cl100k/o200k files are
-  recognised and get their own split pattern and special tokens),
-* a directory holding GPT-2's ``encoder.json`` + ``vocab.bpe``,
-* a SentencePiece ``*.model`` file.
+* a tokenizer directory: ``tokenizer.json`` names the plugin in ``"kind"``, and the plugin's
+  ``load(directory)`` reads its own file;
+* any file or folder a ``tokenizers`` plugin declares it reads directly: ``file_patterns``
+  (e.g. ``*.tiktoken``, ``*.model``) for a file, ``folder_files`` (e.g. GPT-2's
+  ``encoder.json`` + ``vocab.bpe``) for a folder without ``tokenizer.json``; the plugin's
+  ``from_file(path)`` loads it.
 
-The core never names a concrete plugin class: it looks plugins up in the ``tokenizers`` registry.
+The core names no tokenizer plugin: it asks the ``tokenizers`` registry which one applies.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -23,11 +24,17 @@ from typing import Any
 from framework.core.errors import InputError
 
 
+def _load_plugins() -> None:
+    from framework.core import discovery, registry
+
+    if not registry.TOKENIZERS.names():  # the built-in tokenizers first: cheap, no jax import
+        discovery.load_builtin_kind(registry.TOKENIZERS.kind)
+
+
 def _plugin_class(kind: str, where: str) -> Any:
     from framework.core import discovery, registry
 
-    if kind not in registry.TOKENIZERS:  # the built-in tokenizers first: cheap, no jax import
-        discovery.import_package_tree("plugins.tokenizers")
+    _load_plugins()
     if kind not in registry.TOKENIZERS:
         discovery.load_plugins()
     if kind not in registry.TOKENIZERS:
@@ -36,39 +43,60 @@ def _plugin_class(kind: str, where: str) -> Any:
     return registry.TOKENIZERS.get(kind)
 
 
+def _readers_of(path: Path) -> list[Any]:
+    """The plugin classes that declare they read ``path`` directly (a file or a bare folder)."""
+    from framework.core import registry
+
+    _load_plugins()
+    found = []
+    for name in registry.TOKENIZERS.names():
+        cls = registry.TOKENIZERS.get(name)
+        if path.is_dir():
+            needed = getattr(cls, "folder_files", ())
+            if needed and all((path / f).is_file() for f in needed):
+                found.append(cls)
+        elif any(fnmatch.fnmatch(path.name, p) for p in getattr(cls, "file_patterns", ())):
+            found.append(cls)
+    return found
+
+
+def _declared_inputs() -> str:
+    from framework.core import registry
+
+    kinds = []
+    for name in registry.TOKENIZERS.names():
+        cls = registry.TOKENIZERS.get(name)
+        files = [*getattr(cls, "file_patterns", ())]
+        if folder := getattr(cls, "folder_files", ()):
+            files.append("a folder with " + " + ".join(folder))
+        if files:
+            kinds.append(f"{name}: {', '.join(files)}")
+    return "; ".join(kinds)
+
+
 def load_tokenizer(path: str | os.PathLike) -> Any:
     """The tokenizer at ``path`` (see the module docstring for what ``path`` may be)."""
     path = Path(path).expanduser()
-    if path.is_dir():
-        meta_path = path / "tokenizer.json"
-        if meta_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except json.JSONDecodeError as error:
-                raise InputError(f"{meta_path}: not JSON: {error}") from None
-            if not isinstance(meta, dict) or "kind" not in meta:
-                raise InputError(f"{meta_path}: needs a 'kind' naming the tokenizer plugin")
-            return _plugin_class(str(meta["kind"]), str(meta_path)).load(path)
-        if (path / "encoder.json").is_file() and (path / "vocab.bpe").is_file():
-            return _plugin_class("bpe", str(path)).from_gpt2_files(
-                path / "encoder.json", path / "vocab.bpe"
-            )
-        raise InputError(
-            f"{path}: not a tokenizer directory (no tokenizer.json, and no encoder.json + vocab.bpe)"
-        )
+    meta_path = path / "tokenizer.json"
+    if path.is_dir() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as error:
+            raise InputError(f"{meta_path}: not JSON: {error}") from None
+        if not isinstance(meta, dict) or "kind" not in meta:
+            raise InputError(f"{meta_path}: needs a 'kind' naming the tokenizer plugin")
+        return _plugin_class(str(meta["kind"]), str(meta_path)).load(path)
     if not path.exists():
         raise InputError(f"{path}: tokenizer not found (expected a directory or a .tiktoken file)")
-    name = path.name
-    if name.endswith((".tiktoken", ".tiktoken.gz")):
-        return _plugin_class("bpe", str(path)).from_tiktoken_file(path)
-    if name.endswith(".model"):
-        cls = _plugin_class("sentencepiece", str(path))
-        tok = cls()
-        tok._set_model(path.read_bytes(), str(path))  # noqa: SLF001 - the plugin's own loader
-        return tok
-    raise InputError(
-        f"{path}: unknown tokenizer file type (expected a directory, *.tiktoken[.gz] or *.model)"
-    )
+    readers = _readers_of(path)
+    if not readers:
+        what = (
+            "not a tokenizer directory (no tokenizer.json)"
+            if path.is_dir()
+            else ("unknown tokenizer file type")
+        )
+        raise InputError(f"{path}: {what}; tokenizer plugins read: {_declared_inputs()}")
+    return readers[0].from_file(path)
 
 
 def iter_texts(inputs: str | Sequence[str], txt_split: str | None = None) -> Iterator[str]:

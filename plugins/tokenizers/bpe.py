@@ -386,6 +386,10 @@ class BPETokenizer:
     """
 
     kind = "bpe"
+    # what ``load_tokenizer`` may hand this plugin besides a tokenizer directory
+    file_patterns = ("*.tiktoken", "*.tiktoken.gz")  # tiktoken rank files
+    folder_files = ("encoder.json", "vocab.bpe")  # GPT-2's published vocabulary
+    trainer = ENGINE  # which merge trainer runs (recorded in training.json)
 
     def __init__(
         self,
@@ -477,6 +481,19 @@ class BPETokenizer:
         """GPT-2's ``encoder.json`` + ``vocab.bpe`` (the ``gpt2`` / ``r50k_base`` vocabulary)."""
         ranks, special = rankfile.read_gpt2_pair(encoder_json, vocab_bpe)
         return cls.from_ranks(ranks, special, "r50k", name="gpt2", where=str(encoder_json))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> BPETokenizer:
+        """A tiktoken rank file, or a folder with GPT-2's ``encoder.json`` + ``vocab.bpe``."""
+        path = Path(path)
+        if path.is_dir():
+            return cls.from_gpt2_files(path / "encoder.json", path / "vocab.bpe")
+        return cls.from_tiktoken_file(path)
+
+    @staticmethod
+    def training_steps(vocab_size: int) -> tuple[int, str]:
+        """(how many progress units ``train`` reports, their name): one per merge."""
+        return max(vocab_size - 256, 0), "merge"
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:

@@ -48,6 +48,7 @@ class SentencePieceTokenizer:
     """
 
     kind = "sentencepiece"
+    file_patterns = ("*.model",)  # a SentencePiece model proto, as sentencepiece writes it
 
     def __init__(
         self,
@@ -119,6 +120,13 @@ class SentencePieceTokenizer:
             raise ConfigError(f"sentencepiece training failed: {error}") from None
         self._set_model(writer.getvalue(), "sentencepiece training")
         return self
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> SentencePieceTokenizer:
+        """A SentencePiece ``*.model`` file (its control symbols become the special tokens)."""
+        tok = cls()
+        tok._set_model(Path(path).read_bytes(), str(path))
+        return tok
 
     def _set_model(self, proto: bytes, where: str) -> None:
         import sentencepiece as spm

@@ -102,3 +102,14 @@ def test_split_gin_bindings_and_beam_options():
     assert rest == ["data", "--gin_file", "f.gin"]
     assert bindings == ["INPUT='x'", "N=3"]
     assert beam == ["--runner=X"]
+
+
+def test_version_names_the_installed_distribution_and_jax(capsys):
+    from importlib import metadata
+
+    import jax
+
+    assert cli.main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"deepdive {metadata.version('deepdive')} ")
+    assert f"jax {jax.__version__}" in out

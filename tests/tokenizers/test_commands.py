@@ -184,3 +184,29 @@ def test_tokenize_pipeline_writes_shards_grain_can_read(tmp_path, small_bpe, mon
     errors = list((out / "errors").glob("*.jsonl.gz"))
     assert errors, "malformed records are written aside"
     assert "2 malformed" in stdout
+
+
+def _train_bpe(tmp_path, text, vocab, monkeypatch, capsys):
+    text_file = tmp_path / "in.txt"
+    text_file.write_text(text)
+    argv = ["tokenizer", "train", "--gin_file", "tokenizers/bpe.gin",
+            f"--gin.INPUT={json.dumps(str(text_file))}",
+            f"--gin.OUTPUT_DIR={json.dumps(str(tmp_path / 'tok'))}", f"--gin.VOCAB_SIZE={vocab}"]  # fmt: skip
+    return run_cli(argv, monkeypatch, capsys)
+
+
+def test_train_on_an_empty_corpus_exits_2_naming_the_input(tmp_path, monkeypatch, capsys):
+    code, _, err = _train_bpe(tmp_path, "", 512, monkeypatch, capsys)
+    assert code == 2
+    assert "in.txt" in err and "no text" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "tok" / "bpe.tiktoken").exists()
+
+
+def test_train_says_how_many_merges_a_small_corpus_allowed(tmp_path, monkeypatch, capsys):
+    # "abab": the chunk "abab" has pairs ab, ba -> merge 1 (a,b) gives [ab ab], merge 2 (ab,ab):
+    # then one token, nothing left to merge — 256 + 2 = 258 of the 512 asked (hand count).
+    code, out, _ = _train_bpe(tmp_path, "abab", 512, monkeypatch, capsys)
+    assert code == 0
+    assert "asked for VOCAB_SIZE 512, made 258" in out
+    stats = json.loads((tmp_path / "tok" / "training.json").read_text())
+    assert "made 258" in stats["note"]

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import gin
-
 from framework.cli import app as cli
 from framework.core.errors import ConfigError, InputError
+from framework.tokenize import training
 
 HELP = "train, show, serve or use a tokenizer"
 DESCRIPTION = """Train, inspect and use tokenizers.
@@ -70,67 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # -- train ----------------------------------------------------------------------------------------
 
 
-@gin.configurable("train_tokenizer", module="tokenizer")
-def train_tokenizer(
-    input: Any = gin.REQUIRED,  # noqa: A002 - the gin macro is INPUT
-    output_dir: str = gin.REQUIRED,
-    vocab_size: int = gin.REQUIRED,
-    tokenizer: Any = gin.REQUIRED,
-    txt_split: str | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Train ``tokenizer`` on the texts of ``input`` and save it into ``output_dir``.
-
-    Args:
-      input: glob (or list) of ``*.jsonl[.gz]`` documents, data-stage output dirs or ``*.txt``
-        (None for tokenizers that learn nothing, e.g. ``bytes``).
-      vocab_size: 256 bytes + merges for byte BPE (specials not counted); the piece count for
-        SentencePiece; ignored by ``bytes``.
-      txt_split: ``.txt`` files as one text (None), one per ``"line"`` or per ``"paragraph"``.
-    """
-    from tqdm import tqdm
-
-    from framework.tokenize.files import iter_texts
-
-    texts = [] if input is None else list(iter_texts(input, txt_split))
-    n_bytes = sum(len(t.encode("utf-8", errors="surrogatepass")) for t in texts)
-    start = time.perf_counter()
-    kwargs: dict[str, Any] = {}
-    bar = None
-    engine = None
-    if getattr(tokenizer, "kind", None) == "bpe":
-        from plugins.tokenizers.bpe import ENGINE as engine
-
-        print(
-            f"counting chunks in {len(texts)} texts ({n_bytes / 1e6:.1f} MB); trainer: {engine}",
-            file=sys.stderr,
-        )
-        bar = tqdm(
-            total=max(vocab_size - 256, 0),
-            unit="merge",
-            desc="merges",
-            disable=not show_progress,
-        )
-        kwargs["progress"] = bar.update
-    tokenizer.train(texts, vocab_size, **kwargs)
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - start
-    out = Path(output_dir)
-    tokenizer.save(out)
-    stats = {
-        "texts": len(texts),
-        "bytes": n_bytes,
-        "seconds": round(seconds, 3),
-        "mb_per_s": round(n_bytes / 1e6 / seconds, 3) if seconds > 0 else None,
-        "vocab_size": tokenizer.vocab_size,
-    }
-    if engine is not None:
-        stats["trainer"] = engine
-    (out / "training.json").write_text(json.dumps(stats, indent=2))
-    return stats
-
-
 def validate_config(args: argparse.Namespace) -> None:
     from framework.core import config
 
@@ -149,13 +86,15 @@ def _run_train(args: argparse.Namespace) -> int:
         print("ok: configuration is valid (dry run)")
         return 0
     output_dir = config.query("OUTPUT_DIR") or config.query("train_tokenizer.output_dir")
-    stats = train_tokenizer()
+    stats = training.train_tokenizer()
     config.write_run_files(output_dir, parsed, training=stats)
     (Path(output_dir) / "COMPLETED").write_text("")  # last: marks a finished tokenizer directory
     print(
         f"saved {output_dir}: vocab {stats['vocab_size']}, {stats['bytes'] / 1e6:.2f} MB in "
         f"{stats['seconds']:.1f} s ({stats['mb_per_s']} MB/s)"
     )
+    if stats.get("note"):
+        print(f"note: {stats['note']}")
     return 0
 
 

@@ -32,9 +32,7 @@ def run_command_checks(args: argparse.Namespace) -> list[str]:
 
     bound = {selector for (_scope, selector) in gin.config._CONFIG}  # noqa: SLF001
     checked = []
-    for name, (module_name, _help) in cli.COMMANDS.items():
-        if not cli.command_available(name):
-            continue
+    for name, module_name in cli.COMMANDS.items():
         module = importlib.import_module(module_name)
         top = getattr(module, "TOP_LEVEL", None)
         check = getattr(module, "validate_config", None)
