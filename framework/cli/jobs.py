@@ -18,10 +18,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gin
 
 from framework.core.errors import ConfigError
+from framework.train.metrics import read_metrics
 
 BUILTIN_INPUT = "{output_dir}/raw/builtin.warc.gz"
 
@@ -127,15 +129,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _last_metrics(path: Path) -> dict:
+    """The newest value of every metric in ``metrics.jsonl`` (validation rows are sparse)."""
     last: dict = {}
-    try:
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            for key, value in row.items():
-                if value is not None:
-                    last[key] = value
-    except (OSError, ValueError):
-        pass
+    for row in read_metrics(path):
+        last |= {key: value for key, value in row.items() if value is not None}
     return last
 
 
@@ -180,6 +177,13 @@ def _summarise_stats(stats: dict) -> list[str]:
     return lines
 
 
+def _fixed(value: Any, digits: int = 4) -> str:
+    """A metric for people: 4 decimals for numbers, "n/a" when missing."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return "n/a" if value is None else str(value)
+
+
 def print_report(report: dict) -> None:
     _banner("report")
     if "data" in report:
@@ -193,8 +197,9 @@ def print_report(report: dict) -> None:
     if "train" in report:
         t = report["train"]
         print(
-            f"  train: step {t.get('step')}, loss {t.get('loss')}, "
-            f"validation loss {t.get('val_loss')}, bits per byte {t.get('val_bpb')}"
+            f"  train: step {t.get('step')}, loss {_fixed(t.get('loss'))}, "
+            f"validation loss {_fixed(t.get('val_loss'))}, "
+            f"bits per byte {_fixed(t.get('val_bpb'))}"
         )
         for plot in t.get("plots", []):
             print(f"  plot: {plot}")

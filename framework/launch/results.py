@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import statistics
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 from framework.launch import backend as backend_lib
 from framework.launch.sweep import Run, Sweep, id_text
+from framework.train.metrics import read_metrics
 
 STATES = ("completed", "running", "failed", "interrupted", "submitted", "pending")
 
@@ -47,26 +47,6 @@ class RunStatus:
     varied: dict[str, Any]
     model_dir: str
     detail: str = ""
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl``; a line that is not JSON (being written) is skipped."""
-    records = []
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return records
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _number(value: Any) -> float | None:

@@ -5,15 +5,22 @@ batches (the same batches at every evaluation, so the curve is comparable); bits
 ``val_loss · tokens / (bytes · ln 2)`` with the split's bytes per token from the token-shard
 manifest (or from the text for ``data.text_file``). It does not depend on the tokenizer, so it
 compares runs with different vocabularies.
+
+``EvalConfig`` is ``deepdive eval``'s top-level gin configurable (``evaluate``); ``WholeText``
+and ``Split`` are the two things it evaluates on (a text file, a split of token shards).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import gin
 import numpy as np
 
+from framework.core.errors import InputError
 from framework.train.metrics import bits_per_byte
 
 
@@ -62,3 +69,65 @@ def evaluate_model(
     result = evaluate(step, params, batches, data.bytes_per_token())
     result["tokens"] = num_batches * batch_size * seq_len
     return result
+
+
+@gin.configurable("evaluate")
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """``deepdive eval`` settings: the run, the window length (None: the model's context),
+    batch size, how many batches (None: all windows of a text file, 50 for token shards) and
+    the compute dtype."""
+
+    model_dir: str = ""
+    seq_len: int | None = None
+    batch_size: int = 8
+    num_batches: int | None = None
+    compute_dtype: str = "float32"
+    step: int | None = None
+
+
+class WholeText:
+    """A text file as consecutive windows of ``seq_len + 1`` tokens (stride ``seq_len``), so
+    every token after the first is predicted once; the data interface ``evaluate_model`` uses."""
+
+    def __init__(self, path: Path, tokenizer: Any):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(f"--text {path}: not UTF-8 ({error})") from None
+        self.path = path
+        self.tokens = np.asarray(tokenizer.encode_ordinary(text) if hasattr(
+            tokenizer, "encode_ordinary") else tokenizer.encode(text), np.int32)  # fmt: skip
+        self.bytes = len(text.encode("utf-8"))
+
+    def windows(self, seq_len: int) -> int:
+        return max(0, (len(self.tokens) - 1) // seq_len)
+
+    def eval_batches(self, batch_size, seq_len, num_batches, *_, **__) -> list[np.ndarray]:
+        rows = [
+            self.tokens[i * seq_len : i * seq_len + seq_len + 1]
+            for i in range(num_batches * batch_size)
+        ]
+        return [np.stack(rows[b : b + batch_size]) for b in range(0, len(rows), batch_size)]
+
+    def bytes_per_token(self) -> float:
+        return self.bytes / max(1, len(self.tokens))
+
+
+class Split:
+    """One split of token shards (the trainer's reader), for ``--split train``/``validation``."""
+
+    def __init__(self, shards: Any, split: str):
+        self.shards, self.split = shards, split
+
+    def eval_batches(self, batch_size, seq_len, num_batches, *_, **__) -> list[np.ndarray]:
+        from framework.train.input import _GrainIterator
+
+        it = _GrainIterator(self.shards._packed(self.split, batch_size, seq_len, None, 0, 1))
+        return [next(it) for _ in range(num_batches)]
+
+    def bytes_per_token(self) -> float | None:
+        info = self.shards.manifest["splits"].get(self.split) or {}
+        if not info.get("tokens") or not info.get("bytes"):
+            return None
+        return float(info["bytes"]) / float(info["tokens"])

@@ -103,18 +103,27 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float | None) -> float | No
     return loss_nats / (bytes_per_token * math.log(2))
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` (every reader uses this one: trainer, sweeps, reports).
+
+    A missing file has no rows. A line that is not a JSON object is skipped: the last line of a
+    file being written, or one cut by a kill (the trainer rewrites the file on resume, so a cut
+    line never sits between good ones for long).
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError:
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break  # a line cut by a kill: everything after it is stale
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -129,7 +138,7 @@ class MetricsWriter:
         if not enabled:
             return
         # a resumed run forgets what the killed run logged after its last checkpoint
-        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         try:
             from tensorboardX import SummaryWriter
@@ -171,7 +180,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def plot_metrics(jsonl: str | Path, png: str | Path) -> Path | None:
     """Loss (train and validation), learning rate and tokens/s against the step, as a PNG."""
-    rows = read_jsonl(jsonl)
+    rows = read_metrics(jsonl)
     if not rows:
         return None
     import matplotlib

@@ -9,13 +9,10 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import gin
-import numpy as np
 
 from framework.cli import app as cli
 from framework.core.errors import ConfigError, InputError
+from framework.train.evaluate import EvalConfig, Split, WholeText
 
 HELP = "validation loss and bits per byte of a run on a token split or a text file"
 TOP_LEVEL = "evaluate"
@@ -32,21 +29,6 @@ examples:
   deepdive eval --gin.MODEL_DIR='"runs/x"' --tokens tokens/fineweb --num_batches 50 --json -"""
 
 
-@gin.configurable("evaluate")
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    """``deepdive eval`` settings: the run, the window length (None: the model's context),
-    batch size, how many batches (None: all windows of a text file, 50 for token shards) and
-    the compute dtype."""
-
-    model_dir: str = ""
-    seq_len: int | None = None
-    batch_size: int = 8
-    num_batches: int | None = None
-    compute_dtype: str = "float32"
-    step: int | None = None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--tokens", metavar="DIR", help="token shards (deepdive tokenize output)")
@@ -60,53 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry_run", action="store_true", help="check the configuration only")
     cli.add_common_arguments(parser)
     parser.set_defaults(_default_gin_file="base/eval.gin")
-
-
-class WholeText:
-    """A text file as consecutive windows of ``seq_len + 1`` tokens (stride ``seq_len``), so
-    every token after the first is predicted once; the data interface ``evaluate_model`` uses."""
-
-    def __init__(self, path: Path, tokenizer: Any):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise InputError(f"--text {path}: not UTF-8 ({error})") from None
-        self.path = path
-        self.tokens = np.asarray(tokenizer.encode_ordinary(text) if hasattr(
-            tokenizer, "encode_ordinary") else tokenizer.encode(text), np.int32)  # fmt: skip
-        self.bytes = len(text.encode("utf-8"))
-
-    def windows(self, seq_len: int) -> int:
-        return max(0, (len(self.tokens) - 1) // seq_len)
-
-    def eval_batches(self, batch_size, seq_len, num_batches, *_, **__) -> list[np.ndarray]:
-        rows = [
-            self.tokens[i * seq_len : i * seq_len + seq_len + 1]
-            for i in range(num_batches * batch_size)
-        ]
-        return [np.stack(rows[b : b + batch_size]) for b in range(0, len(rows), batch_size)]
-
-    def bytes_per_token(self) -> float:
-        return self.bytes / max(1, len(self.tokens))
-
-
-class Split:
-    """One split of token shards (the trainer's reader), for ``--split train``/``validation``."""
-
-    def __init__(self, shards: Any, split: str):
-        self.shards, self.split = shards, split
-
-    def eval_batches(self, batch_size, seq_len, num_batches, *_, **__) -> list[np.ndarray]:
-        from framework.train.input import _GrainIterator
-
-        it = _GrainIterator(self.shards._packed(self.split, batch_size, seq_len, None, 0, 1))
-        return [next(it) for _ in range(num_batches)]
-
-    def bytes_per_token(self) -> float | None:
-        info = self.shards.manifest["splits"].get(self.split) or {}
-        if not info.get("tokens") or not info.get("bytes"):
-            return None
-        return float(info["bytes"]) / float(info["tokens"])
 
 
 def settings(args: argparse.Namespace) -> EvalConfig:
