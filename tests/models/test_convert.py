@@ -117,3 +117,18 @@ def test_convert_overwrite_replaces_checkpoints(hf_gpt2, byte_ranks, tmp_path):
     assert _convert(hf_gpt2[0], byte_ranks, output, "--overwrite", "--dtype", "bfloat16") == 0
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["0"]
     assert json.loads((output / "model.json").read_text())["config"]["dtype"] == "bfloat16"
+
+
+def test_sample_json_reports_the_length_asked_past_the_context(converted, capsys):
+    """One prompt continues past the 64-token context: the JSON says 100 were asked (and how many
+    one pass could take), not the fitted value alone."""
+    prompt = "Once upon a time"  # 16 byte tokens: one pass fits 64 - 16 = 48 new tokens
+    rc = cli.main(["sample", f"--gin.MODEL_DIR={json.dumps(str(converted))}", "--prompt", prompt,
+                   "--max_new_tokens", "100", "--json", "-",
+                   "--gin.sample.sampler=@samplers.greedy()", "--gin.sample.stop_at_eos=False"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    document = json.loads(out)
+    assert document["max_new_tokens"] == 100
+    assert document["max_new_tokens_per_pass"] == 48
+    assert len(document["samples"][0]["tokens"]) == 100

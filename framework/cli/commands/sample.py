@@ -272,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
             "step": step,
             "sampler": sample.describe_chain(chain),
             "seed": config.seed,
-            "max_new_tokens": config.max_new_tokens,
+            "max_new_tokens": requested,  # as asked; the completions may continue past the context
+            "max_new_tokens_per_pass": config.max_new_tokens,  # fitted to the context
             "tokens_per_s": stats.tokens_per_s,
             "samples": [
                 {
