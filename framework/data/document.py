@@ -21,9 +21,17 @@ from framework.core.errors import InputError
 
 @dataclasses.dataclass
 class Document:
+    """One document; ``analysis`` is the word/sentence analysis of the current ``text`` that the
+    quality filters share (``framework.data.text.analysis_of``), never written to disk."""
+
     id: str
     text: str
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    analysis: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # between pipeline steps a document travels without its analysis (it is recomputable)
+        return {"id": self.id, "text": self.text, "metadata": self.metadata, "analysis": None}
 
     def to_json(self) -> str:
         return json.dumps(

@@ -30,6 +30,12 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
+from warcio.timeutils import timestamp_to_iso_date
+
 from framework.data.document import Document
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -89,113 +95,120 @@ def looks_binary(text: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# WARC
+# WARC and ARC (parsed by warcio; this module only maps records to ReadItems and recovers from
+# damage, so one bad record costs one error record, not the rest of the file)
+
+_BLOCK_SIZE = 1 << 16  # bytes warcio reads from the decompressed stream at a time
+_SCAN_LINE = 1 << 16  # longest line read at once while looking for the next record
+_HTTP_HEADERS = StatusAndHeadersParser([], verify=False)  # accepts any HTTP/x status line
+_DECODED_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 
 
-class _CountingReader:
-    """Wraps a raw file to report how many compressed bytes were consumed (for error offsets)."""
+class _PushbackStream:
+    """The decompressed input as warcio reads it: counts bytes, takes bytes back, defers errors.
+
+    * ``tell()`` is the position in the decompressed stream (warcio's record offsets use it);
+    * ``push`` hands back bytes warcio had buffered, so reading can resume at the next record
+      after a header warcio could not parse;
+    * a read that fails (truncated or corrupt gzip) ends the stream and is kept in ``error``:
+      warcio reads ahead, so raising at once would lose the whole records still in its buffer.
+      ``read1`` keeps each read to one step of the decompressor, so no decoded byte is lost.
+    """
 
     def __init__(self, raw: IO[bytes]):
-        self.raw = raw
-        self.position = 0
+        self._raw = raw
+        self._pending = b""
+        self._position = 0
+        self.error: Exception | None = None
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.position += len(data)
+    def read(self, size: int | None = -1) -> bytes:
+        if self._pending:
+            cut = len(self._pending) if size is None or size < 0 else size
+            data, self._pending = self._pending[:cut], self._pending[cut:]
+        else:
+            data = self._read_raw(size)
+        self._position += len(data)
         return data
 
-    def readable(self) -> bool:
-        return True
-
-
-def _open_warc(path: str) -> tuple[IO[bytes], IO[bytes]]:
-    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    head = raw.read(2)
-    raw.seek(0)
-    if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    return raw, raw
-
-
-def _parse_headers(lines: list[bytes]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    last = None
-    for line in lines:
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not text:
-            continue
-        if text[0] in " \t" and last:  # folded continuation line
-            headers[last] += " " + text.strip()
-            continue
-        if ":" not in text:
-            continue
-        name, value = text.split(":", 1)
-        last = name.strip().lower()
-        headers[last] = value.strip()
-    return headers
-
-
-def _dechunk(body: bytes) -> bytes | None:
-    """Decode HTTP chunked transfer-encoding; None when the body is not validly chunked."""
-    out = bytearray()
-    pos = 0
-    while True:
-        end = body.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        size_text = body[pos:end].split(b";", 1)[0].strip()
+    def _read_raw(self, size: int | None) -> bytes:
+        if self.error is not None:
+            return b""
         try:
-            size = int(size_text, 16)
-        except ValueError:
-            return None
-        pos = end + 2
-        if size == 0:
-            return bytes(out)
-        if pos + size > len(body):
-            out += body[pos:]  # truncated final chunk: keep what is there
-            return bytes(out)
-        out += body[pos : pos + size]
-        pos += size + 2
+            return self._raw.read1(-1 if size is None else size)  # type: ignore[attr-defined]
+        except (EOFError, zlib.error, OSError) as error:  # gzip.BadGzipFile is an OSError
+            self.error = error
+            return b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        """One line (at most ``limit`` bytes), for skipping ahead between records."""
+        parts = []
+        while limit != 0:
+            if not self._pending:
+                self._pending = self._read_raw(_BLOCK_SIZE)
+                if not self._pending:
+                    break
+            end = self._pending.find(b"\n") + 1 or len(self._pending)
+            end = end if limit < 0 else min(end, limit)
+            parts.append(self._pending[:end])
+            self._pending = self._pending[end:]
+            limit -= end
+            if parts[-1].endswith(b"\n"):
+                break
+        line = b"".join(parts)
+        self._position += len(line)
+        return line
+
+    def at_end(self) -> bool:
+        data = self.read(1)
+        self.push(data)
+        return not data
+
+    def raise_error(self) -> None:
+        """Raise the read error that ended the stream early, if one did."""
+        if self.error is not None:
+            raise self.error
+
+    def tell(self) -> int:
+        return self._position
+
+    def push(self, data: bytes) -> None:
+        self._pending = data + self._pending
+        self._position -= len(data)
 
 
-def _decode_content_encoding(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.lower().strip()
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)
-    except zlib.error:
-        pass  # crawlers often store the decoded body but keep the header: use the bytes as they are
-    return body
+class _VerbatimUriLoader(ArcWarcRecordLoader):
+    """warcio's record loader, keeping ``WARC-Target-URI`` exactly as written.
+
+    warcio percent-encodes spaces in the URI; deepdive keeps the URL the crawler recorded (so it
+    matches the crawl's own indexes) and only unwraps wget's ``<...>`` itself (:func:`_strip_uri`).
+    """
+
+    def _ensure_target_uri_format(self, rec_headers: StatusAndHeaders) -> str | None:
+        return rec_headers.get_header("WARC-Target-URI")
 
 
-def split_http_response(block: bytes) -> tuple[int | None, dict[str, str], bytes]:
-    """(status, lower-cased headers, body) of an HTTP response block (body decoded of chunking)."""
-    sep = block.find(b"\r\n\r\n")
-    sep_len = 4
-    if sep < 0:
-        sep = block.find(b"\n\n")
-        sep_len = 2
-    if sep < 0 or not block.startswith(b"HTTP/"):
-        return None, {}, block
-    head, body = block[:sep], block[sep + sep_len :]
-    lines = head.split(b"\n")
-    status = None
-    parts = lines[0].split()
-    if len(parts) >= 2 and parts[1].isdigit():
-        status = int(parts[1])
-    headers = _parse_headers(lines[1:])
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        dechunked = _dechunk(body)
-        if dechunked is not None:
-            body = dechunked
-    if headers.get("content-encoding"):
-        body = _decode_content_encoding(body, headers["content-encoding"])
-    return status, headers, body
+def _archive_iterator(stream: _PushbackStream) -> ArchiveIterator:
+    """warcio's iterator over ``stream``; HTTP headers are parsed here, not by warcio.
+
+    warcio only parses HTTP for ``http(s):`` URIs and would consume a non-HTTP block's first
+    lines as headers; :func:`_read_payload` decides from the block itself, as deepdive always has.
+    """
+    iterator = ArchiveIterator(stream, no_record_parse=True, block_size=_BLOCK_SIZE)
+    iterator.loader = _VerbatimUriLoader(verify_http=False, arc2warc=False)
+    return iterator
+
+
+@dataclasses.dataclass
+class _RecordInfo:
+    """The header fields deepdive uses, the same for WARC records and ARC records."""
+
+    record_id: str
+    rec_type: str
+    url: str
+    date: str
+    block_type: str  # WARC Content-Type of the block ("application/http; ..."); "" for ARC
+    payload_type: str  # WARC-Identified-Payload-Type: overrides the HTTP Content-Type
+    fallback_type: str  # ARC's content-type field: used when there are no HTTP headers
 
 
 def _strip_uri(uri: str) -> str:
@@ -205,117 +218,291 @@ def _strip_uri(uri: str) -> str:
     return uri
 
 
-def _is_html(warc_headers: dict[str, str], http_headers: dict[str, str], body: bytes) -> bool:
-    declared = warc_headers.get("warc-identified-payload-type") or http_headers.get(
-        "content-type", ""
+def _iso_date(timestamp: str) -> str:
+    """ARC's 14-digit archive date as an ISO date like WARC-Date (the text as is if it is not one)."""
+    try:
+        return timestamp_to_iso_date(timestamp)
+    except ValueError:
+        return timestamp
+
+
+def _record_info(record: ArcWarcRecord, source: str, offset: int) -> _RecordInfo:
+    """Header fields of a record. ARC records have no id: theirs is ``<file>#<offset>``."""
+    headers = record.rec_headers
+    if record.format == "arc":
+        return _RecordInfo(
+            record_id=f"{source}#{offset}",
+            rec_type="response" if record.rec_type == "response" else "warcinfo",
+            url=_strip_uri(headers.get_header("uri") or ""),
+            date=_iso_date(headers.get_header("archive-date") or ""),
+            block_type="",
+            payload_type="",
+            fallback_type=headers.get_header("content-type") or "",
+        )
+    return _RecordInfo(
+        record_id=headers.get_header("WARC-Record-ID") or f"{source}#{offset}",
+        rec_type=(headers.get_header("WARC-Type") or "").lower(),
+        url=_strip_uri(headers.get_header("WARC-Target-URI") or ""),
+        date=headers.get_header("WARC-Date") or "",
+        block_type=headers.get_header("Content-Type") or "",
+        payload_type=headers.get_header("WARC-Identified-Payload-Type") or "",
+        fallback_type="",
     )
+
+
+def _declared_length(record: ArcWarcRecord) -> int | None:
+    """The record's declared block length; None when missing, not a number or negative."""
+    name = "length" if record.format == "arc" else "Content-Length"
+    try:
+        length = int(record.rec_headers.get_header(name) or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _normalise_codings(http: StatusAndHeaders) -> None:
+    """Make warcio undo exactly the codings deepdive always undid.
+
+    Chunking is matched case-insensitively; gzip (also ``x-gzip``) and deflate are decoded,
+    any other content coding is left as stored, whatever optional decoders are installed.
+    """
+    transfer = http.get_header("Transfer-Encoding")
+    if transfer is not None and "chunked" in transfer.lower():
+        http.replace_header("Transfer-Encoding", "chunked")
+    coding = http.get_header("Content-Encoding")
+    if coding is not None:
+        decoded = _DECODED_CODINGS.get(coding.strip().lower())
+        if decoded:
+            http.replace_header("Content-Encoding", decoded)
+        else:
+            http.remove_header("Content-Encoding")
+
+
+def _read_payload(record: ArcWarcRecord) -> tuple[StatusAndHeaders | None, bytes]:
+    """(HTTP headers or None, payload) of a response block.
+
+    A block that starts with an HTTP status line is split by warcio's HTTP parser and its body
+    de-chunked and decompressed by warcio; any other block is the payload as it is.
+    """
+    block = record.raw_stream
+    first = block.readline()
+    if not first.startswith(b"HTTP/"):
+        return None, first + block.read()
+    http = _HTTP_HEADERS.parse(block, first)
+    _normalise_codings(http)
+    record.http_headers = http
+    return http, record.content_stream().read()
+
+
+def _finish_block(record: ArcWarcRecord, info: _RecordInfo, length: int) -> None:
+    """Read what is left of the block; EOFError when the file ends before its declared end."""
+    block = record.raw_stream
+    while block.read(_BLOCK_SIZE):
+        pass
+    missing = getattr(block, "limit", 0)  # warcio's LimitReader: bytes of the block not read
+    if missing:
+        raise EOFError(f"record {info.record_id} cut short: {length - missing} of {length} bytes")
+
+
+def _is_html(declared: str, body: bytes) -> bool:
     if declared:
         return declared.split(";")[0].strip().lower() in HTML_TYPES
     head = body[:1024].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in head
 
 
-def read_warc(path: str) -> Iterator[ReadItem]:
-    """Records of a WARC or WARC.gz file (gzip per record or whole-file; streaming)."""
-    source = os.path.basename(path)
-    if os.path.getsize(path) == 0:
-        yield error_item(f"{source}#0", path, "empty_file: the file has no bytes")
-        return
-    stream, raw = _open_warc(path)
-    record_no = 0
-    try:
-        while True:
-            offset = raw.tell()
-            try:
-                item = _next_warc_record(stream, path, source, record_no, offset)
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
-                kind = "truncated_gzip" if isinstance(error, EOFError) else "corrupt_gzip"
-                yield error_item(
-                    f"{source}#{offset}",
-                    path,
-                    f"{kind}: {error or 'compressed stream ended early'} (after record {record_no})",
-                    offset=offset,
-                )
-                return
-            if item is None:
-                return
-            record_no += 1
-            yield item
-    finally:
-        stream.close()
-        raw.close()
+def _record_item(record: ArcWarcRecord, path: str, source: str, offset: int) -> ReadItem:
+    """One parsed record (with a valid length) as a page, skip or error item."""
+    info = _record_info(record, source, offset)
+    length = _declared_length(record) or 0
+    if info.rec_type != "response":
+        _finish_block(record, info, length)
+        return ReadItem("skip", reason=info.rec_type or "untyped")
+    http, body = _read_payload(record)
+    _finish_block(record, info, length)
+    return _response_item(info, http, body, path, offset)
 
 
-def _next_warc_record(
-    stream: IO[bytes], path: str, source: str, record_no: int, offset: int
-) -> ReadItem | None:
-    # version line, skipping blank lines between records
-    line = stream.readline()
-    skipped = 0
-    while line and not line.startswith(b"WARC/"):
-        if line.strip():
-            skipped += len(line)
-            if skipped > 1 << 20:
-                return error_item(
-                    f"{source}#{offset}",
-                    path,
-                    f"malformed_warc: no 'WARC/' version line in 1 MiB after record {record_no}",
-                    offset=offset,
-                )
-        line = stream.readline()
-    if not line:
-        if skipped:
-            return error_item(
-                f"{source}#{offset}",
-                path,
-                f"malformed_warc: {skipped} bytes of garbage at the end after record {record_no}",
-                offset=offset,
-            )
-        return None
-    header_lines = []
-    while True:
-        line = stream.readline()
-        if not line:
-            raise EOFError("WARC header cut short")
-        if line in (b"\r\n", b"\n"):
-            break
-        header_lines.append(line)
-    headers = _parse_headers(header_lines)
-    record_id = headers.get("warc-record-id") or f"{source}#{offset}"
-    try:
-        length = int(headers.get("content-length", ""))
-    except ValueError:
+def _response_item(
+    info: _RecordInfo, http: StatusAndHeaders | None, body: bytes, path: str, offset: int
+) -> ReadItem:
+    has_status = http is not None and http.get_statuscode().isdigit()
+    if not has_status and info.block_type.startswith("application/http"):
         return error_item(
-            record_id, path, "malformed_warc: missing or bad Content-Length", offset=offset
+            info.record_id,
+            path,
+            "garbage_payload: no HTTP status line",
+            url=info.url,
+            offset=offset,
         )
-    block = stream.read(length)
-    if len(block) < length:
-        raise EOFError(f"record {record_id} cut short: {len(block)} of {length} bytes")
-    rec_type = headers.get("warc-type", "").lower()
-    url = _strip_uri(headers.get("warc-target-uri", ""))
-    if rec_type != "response":
-        return ReadItem("skip", reason=rec_type or "untyped")
-    status, http_headers, body = split_http_response(block)
-    if status is None and headers.get("content-type", "").startswith("application/http"):
-        return error_item(
-            record_id, path, "garbage_payload: no HTTP status line", url=url, offset=offset
-        )
-    if not _is_html(headers, http_headers, body):
+    http_type = (http.get_header("Content-Type") if http is not None else None) or ""
+    if not _is_html(info.payload_type or http_type or info.fallback_type, body):
         return ReadItem("skip", reason="non_html")
     text, charset = decode_html(body)
     if text is None or looks_binary(text):
         return error_item(
-            record_id,
+            info.record_id,
             path,
             "garbage_payload: payload is not decodable text",
-            url=url,
+            url=info.url,
             offset=offset,
             bytes=len(body),
         )
-    meta = {"url": url, "date": headers.get("warc-date", ""), "source": path}
+    meta = {"url": info.url, "date": info.date, "source": path}
     if charset != "utf-8":
         meta["charset"] = charset
-    return ReadItem("page", Document(id=record_id, text=text, metadata=meta))
+    return ReadItem("page", Document(id=info.record_id, text=text, metadata=meta))
+
+
+def _open_archive(path: str) -> tuple[IO[bytes], IO[bytes]]:
+    """(decompressed stream, raw file). Python's gzip reads per-record and whole-file gzip alike
+    and raises on a truncated or corrupt member, which warcio's own decompression would not."""
+    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    return raw, raw
+
+
+def _skip_blank_lines(stream: _PushbackStream) -> None:
+    """Skip blank lines before the first record (warcio would read one as an empty header)."""
+    while True:
+        line = stream.readline(_SCAN_LINE)
+        if line.strip() or not line:
+            stream.push(line)
+            return
+
+
+def _skip_to_next_record(iterator: ArchiveIterator, stream: _PushbackStream) -> None:
+    """Take back what warcio buffered and skip to the next line that starts a WARC record."""
+    reader = iterator.reader
+    if reader is not None:
+        stream.push(reader.read(reader.rem_length()))
+    at_line_start = True
+    while True:
+        line = stream.readline(_SCAN_LINE)
+        if not line or (at_line_start and line.startswith(b"WARC/")):
+            stream.push(line)
+            return
+        at_line_start = line.endswith(b"\n")
+
+
+class _WarcReader:
+    """Items of one decompressed WARC/ARC stream; goes on after a damaged record.
+
+    warcio parses records until it meets bytes that are not a record header; then the bytes up
+    to the next ``WARC/`` line become one error item and a new warcio iterator carries on there.
+    A record without a usable length is an error item too (its block cannot be delimited).
+    Truncated or corrupt compressed data ends the file with one error item.
+    """
+
+    def __init__(self, stream: _PushbackStream, path: str):
+        self.stream = stream
+        self.path = path
+        self.source = os.path.basename(path)
+        self.records = 0  # records read so far, for error messages
+        self.last: _RecordInfo | None = None  # the record read last
+        self.iterator = _archive_iterator(stream)
+        self.junk_seen = 0
+
+    def items(self) -> Iterator[ReadItem]:
+        try:
+            _skip_blank_lines(self.stream)
+            while (yield from self._run_iterator()):
+                self.iterator = _archive_iterator(self.stream)
+                self.junk_seen = 0
+            self.stream.raise_error()
+        except (EOFError, zlib.error, OSError) as error:  # gzip.BadGzipFile is an OSError
+            yield self._stream_error(self.stream.error or error)
+
+    def _run_iterator(self) -> Generator[ReadItem, None, bool]:
+        """Items from the current iterator; True when reading must resume after damage."""
+        try:
+            for record in self.iterator:
+                yield from self._junk_errors()
+                info = _record_info(record, self.source, self.iterator.offset)
+                if _declared_length(record) is None:
+                    yield self._bad_length_error(info)
+                    return True
+                item = _record_item(record, info, self.path)
+                self.records += 1
+                self.last = info
+                yield item
+        except ArchiveLoadFailed as error:
+            yield self._unparseable_error(error)
+            return True
+        yield from self._junk_errors()
+        return False
+
+    def _junk_errors(self) -> Iterator[ReadItem]:
+        """An error item when warcio skipped a line where a blank line should follow a record."""
+        if self.iterator.err_count > self.junk_seen and self.last is not None:
+            self.junk_seen = self.iterator.err_count
+            yield error_item(
+                f"{self.source}#{self.last.offset}+",
+                self.path,
+                f"malformed_warc: data instead of a blank line after record "
+                f"{self.last.record_id} (its Content-Length may be wrong)",
+                offset=self.last.offset,
+            )
+
+    def _bad_length_error(self, info: _RecordInfo) -> ReadItem:
+        self._check_header_complete()
+        self.records += 1
+        _skip_to_next_record(self.iterator, self.stream)
+        return error_item(
+            info.record_id,
+            self.path,
+            "malformed_warc: missing or bad Content-Length",
+            offset=info.offset,
+        )
+
+    def _check_header_complete(self) -> None:
+        """EOFError when the file ended inside a record header (warcio returns what it read)."""
+        self.stream.raise_error()
+        if not self.iterator.reader.rem_length() and self.stream.at_end():
+            raise EOFError("WARC header cut short")
+
+    def _unparseable_error(self, error: ArchiveLoadFailed) -> ReadItem:
+        self.stream.raise_error()
+        start = self.iterator.offset
+        _skip_to_next_record(self.iterator, self.stream)
+        reason = " ".join(str(error).split())[:160]
+        skipped = self.stream.tell() - start
+        return error_item(
+            f"{self.source}#{start}",
+            self.path,
+            f"malformed_warc: {reason} ({skipped} bytes skipped after record {self.records})",
+            offset=start,
+        )
+
+    def _stream_error(self, error: Exception) -> ReadItem:
+        kind = "truncated_gzip" if isinstance(error, EOFError) else "corrupt_gzip"
+        offset = self.iterator.offset
+        return error_item(
+            f"{self.source}#{offset}",
+            self.path,
+            f"{kind}: {error or 'compressed stream ended early'} (after record {self.records})",
+            offset=offset,
+        )
+
+
+def read_warc(path: str) -> Iterator[ReadItem]:
+    """Records of a WARC or ARC file, plain or gzip (per record or whole-file); streaming.
+
+    Offsets in ids and metadata count bytes of the decompressed stream.
+    """
+    source = os.path.basename(path)
+    if os.path.getsize(path) == 0:
+        yield error_item(f"{source}#0", path, "empty_file: the file has no bytes")
+        return
+    stream, raw = _open_archive(path)
+    try:
+        yield from _WarcReader(_PushbackStream(stream), path).items()
+    finally:
+        stream.close()
+        raw.close()
 
 
 # ----------------------------------------------------------------------------------------------

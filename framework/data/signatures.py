@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import string
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -41,19 +40,8 @@ MERSENNE_PRIME = (1 << 61) - 1
 
 # --- text normalisation -------------------------------------------------------------------
 
-# The reference's punctuation set (utils/text.py ``PUNCTUATION``), listed by code point: C0
-# controls except TAB and LF, every ASCII punctuation mark, DEL and the C1 controls, and a few
-# typographic / CJK / full-width marks. (Full-width digit one is in the set too; digits are
-# replaced by "0" before punctuation is applied, so it never matters.)
-_CONTROL = [c for c in range(0x00, 0x20) if c not in (0x09, 0x0A)] + list(range(0x7F, 0xA0))
-_EXTRA = (
-    "\u00ab\u00b4\u00bb"  # « ´ »
-    "\u2013\u2014\u2019\u201c\u201d\u201e\u2026"  # – — ’ “ ” „ …
-    "\u2236\u2501\u25ba"  # ∶ ━ ►
-    "\u3001\u3002\u3008\u3009\u300a\u300b\u300c\u300d\u3010\u3011"  # 、 。 〈 〉 《 》 「 」 【 】
-    "\uff01\uff05\uff08\uff09\uff0c\uff0e\uff11\uff1a\uff1b\uff1f\uff5e"  # ！ ％ （ ） ， ． １ ： ； ？ ～
-)
-PUNCTUATION = frozenset(map(chr, _CONTROL)) | frozenset(string.punctuation) | frozenset(_EXTRA)
+# The reference's punctuation set: the one the quality filters use (framework/data/text.py).
+PUNCTUATION = frozenset(textlib.PUNCTUATION)
 # A character class substitutes several times faster than ``str.translate`` with a dict on
 # non-ASCII text (which looks every character up in the dict); same result.
 _PUNCT_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(PUNCTUATION)) + "]")

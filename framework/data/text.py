@@ -1,12 +1,13 @@
 """Text statistics shared by the quality filters (and MinHash): word/sentence splitting, punctuation.
 
 Why one module: FineWeb's filters all split the same text into words with spaCy's blank English
-tokenizer, and that tokenization dominates their cost. :func:`analyze` tokenizes a text once and
-keeps the result in a small cache keyed by the text, so ``gopher_repetition`` and
-``gopher_quality`` (same text, consecutive) share one pass, and ``c4_quality`` derives its
+tokenizer, and that tokenization dominates their cost. The analysis travels with the document:
+:func:`analysis_of` tokenizes a document's text once and keeps the result on the document, so
+``gopher_repetition`` and ``gopher_quality`` share one pass, and ``c4_quality`` derives its
 per-line sentence counts from the same tokens instead of re-running spaCy on every line. When
-``c4_quality`` rewrites a document it hands the words of the new text to the cache
-(:func:`remember_words`), so ``fineweb_quality`` does not tokenize again either.
+``c4_quality`` rewrites a document it attaches the words of the new text (:func:`replace_text`),
+so ``fineweb_quality`` does not tokenize again either. Nothing is shared between documents, so
+filters do not depend on each other's order or on what ran before in the process.
 
 Facts this module reproduces (datatrove, ``utils/text.py`` and ``utils/word_tokenizers.py``):
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,71 +199,66 @@ def _tokenize(text: str) -> Analysis:
     return Analysis(text, tokens, starts, punct)
 
 
-_CACHE: OrderedDict[str, Analysis] = OrderedDict()
-_CACHE_SIZE = 4
-_CACHE_LOCK = threading.Lock()
-
-
 def analyze(text: str) -> Analysis:
-    """The (cached) tokenization of ``text``; the last few texts are kept."""
-    with _CACHE_LOCK:
-        hit = _CACHE.get(text)
-        if hit is not None and not isinstance(hit, _WordsOnly):
-            _CACHE.move_to_end(text)
-            return hit
-    result = _tokenize(text)
-    _store(text, result)
-    return result
-
-
-def _store(text: str, analysis: Analysis) -> None:
-    with _CACHE_LOCK:
-        _CACHE[text] = analysis
-        _CACHE.move_to_end(text)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    """The tokenization of ``text`` (computed afresh; see :func:`analysis_of` for documents)."""
+    return _tokenize(text)
 
 
 def words(text: str) -> list[str]:
     """spaCy blank-English word tokens of ``text`` (whitespace dropped, each token stripped)."""
-    with _CACHE_LOCK:
-        hit = _CACHE.get(text)
-    if hit is not None:
-        return hit.words
-    return analyze(text).words
-
-
-def remember_words(text: str, text_words: list[str]) -> None:
-    """Record the words of a text built from already tokenized pieces (no tokenization)."""
-    with _CACHE_LOCK:
-        if text in _CACHE:
-            return
-    _store(text, _WordsOnly(text, text_words))
+    return _tokenize(text).words
 
 
 class _WordsOnly(Analysis):
-    """A cache entry that knows only the words (enough for word-based filters)."""
+    """An analysis that knows only the words of a text built from already tokenized pieces
+    (enough for word-based filters); sentence counts tokenize the piece asked for."""
 
     def __init__(self, text: str, text_words: list[str]):
         super().__init__(text, [], [], [], text_words)
 
     def sentence_count(self, start: int, end: int) -> int:
-        return analyze_fresh(self.text[start:end]).sentence_count(0, end - start)
+        return analyze(self.text[start:end]).sentence_count(0, end - start)
 
 
-def analyze_fresh(text: str) -> Analysis:
-    """Tokenize ``text`` without touching the cache (for one-off pieces such as an edited line)."""
-    return _tokenize(text)
+ANALYSIS_ATTRIBUTE = "analysis"  # where a document keeps the analysis of its current text
 
 
-def words_fresh(text: str) -> list[str]:
-    """Words of ``text`` without touching the cache."""
-    return analyze_fresh(text).words
+def analysis_of(doc: Any) -> Analysis:
+    """The analysis of ``doc.text``, computed once per text and kept on the document."""
+    kept = getattr(doc, ANALYSIS_ATTRIBUTE, None)
+    if kept is not None and (kept.text is doc.text or kept.text == doc.text):
+        if not isinstance(kept, _WordsOnly):
+            return kept
+    result = _tokenize(doc.text)
+    _attach(doc, result)
+    return result
+
+
+def words_of(doc: Any) -> list[str]:
+    """The words of ``doc.text`` (from the analysis kept on the document when there is one)."""
+    kept = getattr(doc, ANALYSIS_ATTRIBUTE, None)
+    if kept is not None and (kept.text is doc.text or kept.text == doc.text):
+        return kept.words
+    return analysis_of(doc).words
+
+
+def replace_text(doc: Any, new_text: str, new_words: list[str] | None = None) -> None:
+    """Set ``doc.text``; ``new_words`` (the words of ``new_text``, when the caller built it from
+    tokenized pieces) saves the next filter a tokenization."""
+    doc.text = new_text
+    _attach(doc, None if new_words is None else _WordsOnly(new_text, new_words))
+
+
+def _attach(doc: Any, analysis: Analysis | None) -> None:
+    try:
+        setattr(doc, ANALYSIS_ATTRIBUTE, analysis)
+    except AttributeError:  # a document type without room for it: nothing is kept
+        pass
 
 
 def count_sentences(text: str) -> int:
     """Sentences in ``text`` by spaCy's sentencizer (datatrove's ``len(split_into_sentences)``)."""
-    analysis = analyze_fresh(text)
+    analysis = _tokenize(text)
     return _count_sentences(analysis.tokens, analysis.punct)
 
 
@@ -284,7 +279,7 @@ def sentence_parts(text: str) -> list[str]:
     The pieces cover the whole text: piece i runs from the end of sentence i-1 to the end of
     sentence i, and the last piece runs to the end of the text.
     """
-    analysis = analyze_fresh(text)
+    analysis = analyze(text)
     ends: list[int] = []
     seen_final = False
     last_end = 0

@@ -71,27 +71,26 @@ class C4QualityFilter:
         self.filter_policy = filter_policy
 
     def filter(self, doc: Any) -> bool | tuple[bool, str]:
-        report, new_text, new_words = self._run(doc.text, full=False)
+        report, new_text, new_words = self._run(doc, full=False)
         if report.reason is not None:
             return False, report.reason
-        doc.text = new_text
-        if new_words is not None:
-            textlib.remember_words(new_text, new_words)
+        textlib.replace_text(doc, new_text, new_words)
         return True
 
     def explain(self, doc: Any) -> dict:
-        report, new_text, _ = self._run(doc.text, full=True)
+        report, new_text, _ = self._run(doc, full=True)
         out = report.as_dict()
         out["info"]["text_after"] = new_text
         return out
 
-    def _run(self, text: str, full: bool) -> tuple[Report, str, list[str] | None]:
+    def _run(self, doc: Any, full: bool) -> tuple[Report, str, list[str] | None]:
+        text = doc.text
         r = Report("c4_quality")
         drops = dict.fromkeys(
             ("too_long_word", "no_terminal_punct", "too_few_words", "javascript", "policy"), 0
         )
         if self.split_paragraph:
-            analysis = textlib.analyze(text) if self.min_num_sentences != -1 else None
+            analysis = textlib.analysis_of(doc) if self.min_num_sentences != -1 else None
             pieces = textlib.split_lines_with_offsets(text)
         else:
             analysis = None
@@ -149,7 +148,7 @@ class C4QualityFilter:
                     start = offset + (len(raw) - len(raw.lstrip()))
                     kept_words.extend(analysis.words_between(start, start + len(line)))
                 else:
-                    kept_words.extend(textlib.words_fresh(line))
+                    kept_words.extend(textlib.words(line))
 
         r.info["lines_in"] = len(pieces)
         r.info["lines_kept"] = len(kept)

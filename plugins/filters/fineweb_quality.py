@@ -50,17 +50,18 @@ class FineWebQualityFilter:
         self.new_line_ratio = new_line_ratio
 
     def filter(self, doc: Any) -> bool | tuple[bool, str]:
-        return verdict(self._run(doc.text, full=False))
+        return verdict(self._run(doc, full=False))
 
     def explain(self, doc: Any) -> dict:
-        return self._run(doc.text, full=True).as_dict()
+        return self._run(doc, full=True).as_dict()
 
     def _ends_with_stop(self, line: str) -> bool:
         if self._single_chars:
             return line[-1] in self._stop_set
         return line.endswith(self.stop_chars)
 
-    def _run(self, text: str, full: bool) -> Report:
+    def _run(self, doc: Any, full: bool) -> Report:
+        text = doc.text
         r = Report("fineweb_quality")
         lines = [line for line in text.split("\n") if line.strip()]
         n = len(lines)
@@ -113,7 +114,7 @@ class FineWebQualityFilter:
         ):
             return r
 
-        n_words = len(textlib.words(text))
+        n_words = len(textlib.words_of(doc))
         newlines = text.count("\n")
         ratio = newlines / n_words if n_words else (float("inf") if newlines else 0.0)
         r.info["words"] = n_words

@@ -66,14 +66,15 @@ class GopherQualityFilter:
         self.stop_words = frozenset(STOP_WORDS if stop_words is None else stop_words)
 
     def filter(self, doc: Any) -> bool | tuple[bool, str]:
-        return verdict(self._run(doc.text, full=False))
+        return verdict(self._run(doc, full=False))
 
     def explain(self, doc: Any) -> dict:
-        return self._run(doc.text, full=True).as_dict()
+        return self._run(doc, full=True).as_dict()
 
-    def _run(self, text: str, full: bool) -> Report:
+    def _run(self, doc: Any, full: bool) -> Report:
+        text = doc.text
         r = Report("gopher_quality")
-        words = textlib.words(text)
+        words = textlib.words_of(doc)
         n_words = len(words)
         non_symbol = [w for w in words if not textlib.is_symbol_word(w)]
         n_non_symbol = len(non_symbol)

@@ -78,12 +78,13 @@ class GopherRepetitionFilter:
         self.dup_n_grams = tuple((int(n), float(f)) for n, f in dup_n_grams)
 
     def filter(self, doc: Any) -> bool | tuple[bool, str]:
-        return verdict(self._run(doc.text, full=False))
+        return verdict(self._run(doc, full=False))
 
     def explain(self, doc: Any) -> dict:
-        return self._run(doc.text, full=True).as_dict()
+        return self._run(doc, full=True).as_dict()
 
-    def _run(self, text: str, full: bool) -> Report:
+    def _run(self, doc: Any, full: bool) -> Report:
+        text = doc.text
         r = Report("gopher_repetition")
         if not text:
             r.drop("empty", "len(text)", 0)
@@ -146,7 +147,7 @@ class GopherRepetitionFilter:
             ):
                 return r
 
-        words = textlib.words(text)
+        words = textlib.words_of(doc)
         r.info["words"] = len(words)
         for n, frac in self.top_n_grams:
             chars = top_ngram_chars(words, n)

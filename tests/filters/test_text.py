@@ -57,7 +57,7 @@ def test_line_reuse_equals_fresh_tokenization():
         if not stripped:
             continue
         start = offset + len(line) - len(line.lstrip())
-        assert analysis.words_between(start, start + len(stripped)) == text.words_fresh(stripped)
+        assert analysis.words_between(start, start + len(stripped)) == text.words(stripped)
         assert analysis.sentence_count(start, start + len(stripped)) == text.count_sentences(
             stripped
         )
@@ -76,3 +76,17 @@ def test_sentence_parts_cover_the_text():
     parts = text.sentence_parts(doc)
     assert "".join(parts) == doc
     assert parts == ["One two.", " Three four!", "  Five"]
+
+
+def test_the_analysis_travels_with_the_document_not_the_process():
+    """Two documents with the same text each get their own analysis; changing one's text drops
+    its analysis (nothing keyed by text is shared between documents or filters)."""
+    from framework.data.document import Document
+
+    a, b = Document("a", "Same text here."), Document("b", "Same text here.")
+    first = text.analysis_of(a)
+    assert text.analysis_of(a) is first  # computed once per document text
+    assert text.analysis_of(b) is not first and text.words_of(b) == first.words
+    a.text = "Other words now."
+    assert text.words_of(a) == ["Other", "words", "now", "."]
+    assert text.analysis_of(a).text == "Other words now."

@@ -1,16 +1,13 @@
 """Agreement with datatrove itself on hand-built edge cases (skipped when datatrove is unavailable).
 
 datatrove is not a deepdive dependency. This test runs when ``DEEPDIVE_DATATROVE_PYTHON`` names a
-Python interpreter that has ``datatrove[processing]`` and spaCy installed (e.g. the benchmark's
-virtual environment); the full corpus comparison is ``benchmarks/filters_vs_datatrove.py``.
+Python interpreter that has ``datatrove[processing]`` and spaCy installed, or when the benchmarks'
+environment exists in deepdive's cache directory (``tests.helpers.datatrove_python``); the full
+corpus comparison is ``benchmarks/filters_vs_datatrove.py``.
 """
 
-import os
-import subprocess
-
-import pytest
-
 from benchmarks.filters_vs_datatrove import FILTERS, compare, run_datatrove, run_deepdive
+from tests.helpers import datatrove_python
 
 S = "This is a sentence."
 CASES = [
@@ -42,12 +39,7 @@ URLS = [
 
 
 def test_filters_agree_with_datatrove():
-    dt_python = os.environ.get("DEEPDIVE_DATATROVE_PYTHON")
-    if not dt_python:
-        pytest.skip("set DEEPDIVE_DATATROVE_PYTHON to a Python with datatrove installed")
-    probe = subprocess.run([dt_python, "-c", "import datatrove, spacy"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"{dt_python} cannot import datatrove and spacy")
+    dt_python = datatrove_python("spacy")
     rows = [{"id": f"c{i}", "text": t, "url": URLS[i % len(URLS)]} for i, t in enumerate(CASES)] + [
         {"id": f"u{i}", "text": "x", "url": u} for i, u in enumerate(URLS)
     ]
