@@ -59,26 +59,9 @@ def _safetensors_files(hf_dir: Path) -> list[Path]:
     raise InputError(f"{hf_dir}: no model.safetensors or model.safetensors.index.json")
 
 
-def _read_bf16(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """bfloat16 tensors (numpy has no bf16; safetensors' numpy API refuses them): read them from
-    the file's JSON header and byte offsets, returned as float32."""
-    import ml_dtypes
-
-    with path.open("rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(header_len))
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
-    out = {}
-    for name in names:
-        info = header[name]
-        start, end = info["data_offsets"]
-        raw = np.frombuffer(data[start:end].tobytes(), dtype=ml_dtypes.bfloat16)
-        out[name] = raw.reshape(info["shape"]).astype(np.float32)
-    return out
-
-
 def read_tensors(hf_dir: str | Path) -> dict[str, np.ndarray]:
-    """Every tensor of the checkpoint as a numpy array (bf16 widened to fp32)."""
+    """Every tensor of the checkpoint as a numpy array, read by safetensors itself (bf16 arrives
+    as ``ml_dtypes.bfloat16``; :func:`take` widens every tensor to fp32)."""
     from safetensors import safe_open
 
     hf_dir = Path(hf_dir)
@@ -86,18 +69,12 @@ def read_tensors(hf_dir: str | Path) -> dict[str, np.ndarray]:
     for path in _safetensors_files(hf_dir):
         if not path.is_file():
             raise InputError(f"{path}: listed in the safetensors index but missing")
-        bf16: list[str] = []
         try:
             with safe_open(str(path), framework="np") as f:
                 for name in f.keys():
-                    try:
-                        tensors[name] = f.get_tensor(name)
-                    except (KeyError, TypeError, ValueError):
-                        bf16.append(name)
+                    tensors[name] = f.get_tensor(name)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
             raise InputError(f"{path}: not a readable safetensors file ({error})") from None
-        if bf16:
-            tensors.update(_read_bf16(path, bf16))
     return tensors
 
 

@@ -134,3 +134,23 @@ def test_import_refuses_bad_folders(hf_gpt2, tmp_path):
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=r"wpe.weight.*shape"):
         hf_import.load(bad)
+
+
+def test_bf16_checkpoint_loads_as_its_exact_values(hf_gpt2, tmp_path):
+    """A bf16 safetensors file (as many checkpoints are published) is read by safetensors itself;
+    every parameter equals the bf16 rounding of the original, widened to fp32 (ml_dtypes)."""
+    import shutil
+
+    import ml_dtypes
+    from safetensors.numpy import load_file, save_file
+
+    folder, _ = hf_gpt2
+    original = load_file(str(folder / "model.safetensors"))
+    shutil.copy(folder / "config.json", tmp_path / "config.json")
+    save_file({k: v.astype(ml_dtypes.bfloat16) for k, v in original.items()},
+              str(tmp_path / "model.safetensors"))  # fmt: skip
+    tensors = hf_import.read_tensors(tmp_path)
+    assert tensors["transformer.wte.weight"].dtype == ml_dtypes.bfloat16
+    _, _, model = hf_import.load(tmp_path)
+    expected = original["transformer.wte.weight"].astype(ml_dtypes.bfloat16).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(model.wte.embedding[...]), expected)
