@@ -1,6 +1,6 @@
 """Corpus tokenization on Apache Beam: documents (JSONL) → ArrayRecord token shards for grain.
 
-Output (the token-shard contract, see DESIGN §5):
+Output (the token-shard contract ``framework/train/input.py`` reads):
 
 * ``OUTPUT_DIR/train/NNNNN.array_record`` and ``OUTPUT_DIR/validation/NNNNN.array_record``: one
   record per document = its token ids as raw little-endian bytes of a 1-D array of the manifest's

@@ -1,4 +1,5 @@
-"""The key/value cache used for incremental decoding (contract: preamble §4, DESIGN §1).
+"""The key/value cache used for incremental decoding (the model call contract is in
+``plugins/models/__init__.py``).
 
 A :class:`KVCache` holds, for every layer, the keys and values of the tokens seen so far in
 fixed-size slot arrays whose leading axis merges batch rows and key/value heads (row-major:

@@ -161,7 +161,7 @@ class Block(nnx.Module):
 
 
 class GPT2(nnx.Module):
-    """The GPT-2 language model; call contract in ``framework/models/kv_cache.py`` / preamble §4."""
+    """The GPT-2 language model; call contract in ``plugins/models/__init__.py``."""
 
     def __init__(self, config: GPT2Config, *, rngs: nnx.Rngs):
         c = config

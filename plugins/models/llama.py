@@ -151,7 +151,7 @@ class Block(nnx.Module):
 
 
 class Llama(nnx.Module):
-    """The Llama language model; call contract in ``framework/models/kv_cache.py`` / preamble §4."""
+    """The Llama language model; call contract in ``plugins/models/__init__.py``."""
 
     def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
         c = config

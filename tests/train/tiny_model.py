@@ -1,4 +1,4 @@
-"""A minimal GPT-style model following the models contract (preamble §4), for trainer tests.
+"""A minimal GPT-style model following the models contract (``plugins/models/__init__.py``), for trainer tests.
 
 Registered as ``models.tiny_test_lm`` when imported (``--plugin_module tests.train.tiny_model``
 in subprocess tests), so trainer tests do not depend on the model plugins. Parameters carry
