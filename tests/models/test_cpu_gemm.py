@@ -193,3 +193,20 @@ def test_gpt2_logits_on_the_blas_path_match_transformers(hf_gpt2):
     with torch.no_grad():
         ref = reference(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
     np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-4, rtol=0)
+
+
+def test_required_kernels_turn_a_failed_build_into_an_error(monkeypatch, tmp_path):
+    """$DEEPDIVE_REQUIRE_CPU_KERNELS=1 (CI): a build that fails where a compiler exists raises
+    instead of quietly falling back to XLA's ops (which would only skip the kernel tests)."""
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("")
+    monkeypatch.setenv("DEEPDIVE_CACHE_DIR", str(blocker))
+    monkeypatch.setenv(build.ENV_REQUIRE, "1")
+    build._setup.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="DEEPDIVE_REQUIRE_CPU_KERNELS=1"):
+            build.unavailable_reason()
+    finally:
+        monkeypatch.undo()
+        build._setup.cache_clear()
+    assert build.unavailable_reason() is None

@@ -157,7 +157,7 @@ def _compile() -> Path:
     target = cache_dir() / "kernels" / f"deepdive_cpu-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    compiler = _compiler()
     if not compiler:
         raise RuntimeError("no C++ compiler (set $CXX)")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +193,13 @@ def _setup() -> str | None:
     return None
 
 
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
 def _unavailable(reason: str) -> str:
-    if os.environ.get(ENV_REQUIRE, "0") == "1":
+    """``reason``, or an error where the kernels are required and a compiler could build them."""
+    if os.environ.get(ENV_REQUIRE, "0") == "1" and _compiler() is not None:
         raise RuntimeError(
             f"${ENV_REQUIRE}=1 but the deepdive CPU kernels are unavailable: {reason}"
         )
