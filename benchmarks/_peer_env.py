@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from framework.core.cache import cache_dir
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Peer:
     name: str
     env_var: str
     packages: tuple[str, ...]  # pip requirements installed into a new environment
-    modules: tuple[str, ...]  # what must import for the environment to count as ready
+    modules: tuple[str, ...]  # what must import for it to count as ready; the peer's first
 
 
 # No datatrove version is pinned anywhere in deepdive; the benchmarks follow its current release.
@@ -71,9 +72,6 @@ def log(msg: str) -> None:
 
 def peer_venv(peer: Peer) -> Path:
     """The peer's environment folder in deepdive's cache directory (may not exist yet)."""
-    sys.path.insert(0, str(REPO))
-    from framework.core.cache import cache_dir
-
     return cache_dir() / "peers" / peer.name
 
 
@@ -88,11 +86,19 @@ def can_import(python: str | Path, modules: tuple[str, ...]) -> bool:
     return subprocess.run([str(python), "-c", code], capture_output=True).returncode == 0
 
 
-def _given(path: str) -> Path:
-    """A user-named interpreter or environment folder, as an interpreter (exits if missing)."""
+def _given(peer: Peer, path: str, source: str) -> Path:
+    """A user-named interpreter or environment folder, as an interpreter; exits when it is
+    missing or cannot import the peer (it is the user's: never installed into)."""
     python = venv_python(Path(path)) if Path(path).is_dir() else Path(path)
     if not python.exists():
-        sys.exit(f"{path}: no such Python interpreter or virtual environment")
+        sys.exit(f"{path} ({source}): no such Python interpreter or virtual environment")
+    if not can_import(python, (peer.modules[0],)):
+        install = shlex.join([str(python), "-m", "pip", "install", *peer.packages])
+        sys.exit(
+            f"{python} ({source}) cannot import {peer.modules[0]}; install it there with "
+            f"`{install}`, or unset the flag and ${peer.env_var} to use an environment "
+            "created in deepdive's cache directory"
+        )
     return python
 
 
@@ -104,7 +110,7 @@ def ensure_venv(peer: Peer, venv: Path) -> Path:
         venv.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     if not can_import(python, peer.modules):
-        log(f"[{peer.name}] installing into {venv}: pip install {' '.join(peer.packages)}")
+        log(f"[{peer.name}] installing into {venv}: pip install {shlex.join(peer.packages)}")
         subprocess.run([str(python), "-m", "pip", "install", "-q", *peer.packages], check=True)
     return python
 
@@ -112,9 +118,13 @@ def ensure_venv(peer: Peer, venv: Path) -> Path:
 def peer_python(peer: Peer, requested: str | None = None) -> str:
     """The peer's interpreter: ``requested`` (the flag), else ``$env_var``, else the cached
     environment, created and filled on first use. Named interpreters are used as they are."""
-    for source, path in (("flag", requested), (peer.env_var, os.environ.get(peer.env_var))):
+    named = (
+        ("--" + peer.name + "_python", requested),
+        ("$" + peer.env_var, os.environ.get(peer.env_var)),
+    )
+    for source, path in named:
         if path:
-            python = _given(path)
+            python = _given(peer, path, source)
             log(f"[{peer.name}] using {python} (from {source})")
             return str(python)
     python = ensure_venv(peer, peer_venv(peer))

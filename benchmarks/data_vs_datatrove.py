@@ -1,12 +1,13 @@
 """deepdive's FineWeb chain vs datatrove's on the same WARC: pages/s and decision agreement.
 
-    python benchmarks/data_vs_datatrove.py [--warc FILE] [--workers 2] [--dtvenv DIR]
+    python benchmarks/data_vs_datatrove.py [--warc FILE] [--workers 2] [--datatrove_python PATH]
 
-datatrove runs in its own virtual environment (``--dtvenv``, else ``$DEEPDIVE_DTVENV``, else
-``/work/dtvenv`` when present, else ``.venv-datatrove`` beside this script, created on first use
-with ``pip install 'datatrove[processing]' spacy lxml_html_clean``). Both sides run offline:
-datatrove's LanguageFilter is pointed at the ``lid.176.ftz`` that deepdive's language filter uses
-(datatrove would download ``lid.176.bin``), and its URLFilter uses its integrated block lists.
+datatrove runs in its own virtual environment (``--datatrove_python``, else
+``$DEEPDIVE_DATATROVE_PYTHON``, else one in deepdive's cache directory, created on first use with
+``pip install 'datatrove[processing]' spacy lxml_html_clean ...``: see ``_peer_env.py``). Both
+sides run offline: datatrove's LanguageFilter is pointed at the ``lid.176.ftz`` that deepdive's
+language filter uses (datatrove would download ``lid.176.bin``), and its URLFilter uses its
+integrated block lists.
 
 Runs, each with ``--workers`` workers (datatrove: LocalPipelineExecutor tasks = workers = N;
 deepdive: ``deepdive data`` on Beam's DirectRunner, multi_processing, N workers):
@@ -43,6 +44,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks._peer_env import DATATROVE, add_peer_argument, peer_python  # noqa: E402
+
 DEFAULT_WARC = "../shared/corpora/web/warc/trafilatura-pages.warc.gz"
 STEPS = ["url", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"]
 
@@ -112,57 +117,11 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# environments
-
-
-def locate_dtvenv(requested: str | None) -> Path:
-    """The datatrove virtual environment: the flag, $DEEPDIVE_DTVENV, /work/dtvenv, or a new one."""
-    candidates = [requested, os.environ.get("DEEPDIVE_DTVENV"), "/work/dtvenv"]
-    for c in candidates:
-        if c and (Path(c) / "bin" / "python").exists():
-            return ensure_datatrove(Path(c))
-    if requested or os.environ.get("DEEPDIVE_DTVENV"):
-        target = Path(requested or os.environ["DEEPDIVE_DTVENV"])
-    else:
-        target = Path(__file__).resolve().parent / ".venv-datatrove"
-    if not (target / "bin" / "python").exists():
-        log(f"creating datatrove environment in {target} ...")
-        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
-    return ensure_datatrove(target)
-
-
-def ensure_datatrove(venv: Path) -> Path:
-    py = str(venv / "bin" / "python")
-    probe = "import datatrove, trafilatura, spacy, fasttext, tldextract, ahocorasick, warcio, cchardet, magic, orjson"  # noqa: E501
-    if subprocess.run([py, "-c", probe], capture_output=True).returncode != 0:
-        log(f"installing datatrove[processing] into {venv} ...")
-        subprocess.run(
-            [
-                py,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "datatrove[processing]",
-                "spacy",
-                "lxml_html_clean",
-                "fasttext-numpy2-wheel",
-                "warcio",
-                "faust-cchardet",
-                "python-magic",
-                "orjson",
-            ],
-            check=True,
-        )
-    return venv
-
-
-# ----------------------------------------------------------------------------------------------
 # runs
 
 
 def run_datatrove(
-    venv: Path, mode: str, input_glob: str, out: Path, workers: int, ftz: str, timeout: float = 1.0
+    python: str, mode: str, input_glob: str, out: Path, workers: int, ftz: str, timeout: float = 1.0
 ):
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -179,7 +138,7 @@ def run_datatrove(
     }
     start = time.time()
     proc = subprocess.run(
-        [str(venv / "bin" / "python"), str(script), json.dumps(config)],
+        [python, str(script), json.dumps(config)],
         capture_output=True,
         text=True,
         cwd=out,
@@ -190,7 +149,7 @@ def run_datatrove(
     return json.loads(lines[-1])["wall_s"], time.time() - start
 
 
-def datatrove_url_lists(venv: Path) -> list[str]:
+def datatrove_url_lists(python: str) -> list[str]:
     """gin bindings pointing deepdive's url filter at the lists datatrove used in this run."""
     probe = (
         "import json; from datatrove.io import cached_assets_path; "
@@ -198,9 +157,7 @@ def datatrove_url_lists(venv: Path) -> list[str]:
         "print(json.dumps([str(cached_assets_path(library_name='datatrove', namespace='filters', "
         "subfolder='url_filter')), str(ASSETS_PATH)]))"
     )
-    proc = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True
-    )
+    proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
     cache, assets = json.loads(proc.stdout.strip().splitlines()[-1])
     return [
         f"--gin.filters.url.domain_files={json.dumps([cache + '/domains'])}",
@@ -292,7 +249,6 @@ def agreement(dt: dict[str, str], dd: dict[str, str]) -> dict:
 
 
 def all_record_ids(warc: str) -> list[str]:
-    sys.path.insert(0, str(REPO))
     from framework.data.readers import read_any
 
     return [it.doc.id for it in read_any(warc) if it.kind in ("page", "error")]
@@ -302,7 +258,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warc", default=str((REPO / DEFAULT_WARC).resolve()))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dtvenv", default=None, help="datatrove virtual environment")
+    add_peer_argument(parser, DATATROVE, "--dtvenv")
     parser.add_argument("--work_dir", default=None, help="keep outputs here (default: temp)")
     parser.add_argument("--skip_filters_only", action="store_true")
     parser.add_argument(
@@ -325,11 +281,10 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO))
     from plugins.filters.language import default_model_path
 
     ftz = default_model_path()
-    venv = locate_dtvenv(args.dtvenv)
+    python = peer_python(DATATROVE, args.datatrove_python)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="data_vs_datatrove-"))
     warc = os.path.abspath(args.warc)
     load = os.getloadavg()[0]
@@ -338,11 +293,11 @@ def main() -> int:
 
     log("datatrove: whole chain ...")
     dt_s, dt_total = run_datatrove(
-        venv, "chain", warc, work / "dt_chain", args.workers, ftz, args.datatrove_timeout
+        python, "chain", warc, work / "dt_chain", args.workers, ftz, args.datatrove_timeout
     )
     log("deepdive: whole chain ...")
     timeout_binding = [f"--gin.extractors.trafilatura.timeout={args.deepdive_timeout}"]
-    url_binding = datatrove_url_lists(venv) if args.url_lists == "datatrove" else []
+    url_binding = datatrove_url_lists(python) if args.url_lists == "datatrove" else []
     warm_block_lists(url_binding)
     dd_s, dd_total, dd_stats = run_deepdive(
         warc, work / "dd_chain", args.workers, timeout_binding + url_binding
@@ -385,7 +340,7 @@ def main() -> int:
         texts = str(work / "dd_extract" / "documents" / "*.jsonl.gz")
         n_texts = ext_stats["documents"]
         log(f"datatrove: filters only on {n_texts} texts ...")
-        fdt_s, _ = run_datatrove(venv, "filters", texts, work / "dt_filters", args.workers, ftz)
+        fdt_s, _ = run_datatrove(python, "filters", texts, work / "dt_filters", args.workers, ftz)
         log("deepdive: filters only ...")
         fdd_s, _, _ = run_deepdive(
             texts,

@@ -8,8 +8,11 @@ sides; datatrove's clusters come from MinhashDedupCluster(save_cluster_id=True))
 Documents: main text of the pages in ../shared/corpora/web (trafilatura), plus edited copies
 (1 % and 3 % of the words replaced, and exact copies) so that clusters exist.
 
-    /work/venv/bin/python benchmarks/dedup_vs_datatrove.py [--copies 3] [--shards 8]
-        [--datatrove_python /work/dtvenv/bin/python] [--workdir /tmp/dedup_bench]
+    python benchmarks/dedup_vs_datatrove.py [--copies 3] [--shards 8]
+        [--datatrove_python PATH] [--workdir /tmp/dedup_bench]
+
+datatrove's Python: ``--datatrove_python``, else ``$DEEPDIVE_DATATROVE_PYTHON``, else a virtual
+environment created in deepdive's cache directory on first use (``benchmarks/_peer_env.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -27,6 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks import _peer_env  # noqa: E402
 
 DATATROVE = r"""
 import json, sys, time
@@ -130,12 +134,10 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=3)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument(
-        "--datatrove_python",
-        default=os.environ.get("DEEPDIVE_DATATROVE_PYTHON", "/work/dtvenv/bin/python"),
-    )
+    _peer_env.add_peer_argument(ap, _peer_env.DATATROVE)
     ap.add_argument("--workdir", default="/tmp/dedup_bench")
     args = ap.parse_args()
+    dt_python = _peer_env.peer_python(_peer_env.DATATROVE, args.datatrove_python)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     inp, n = build_documents(workdir, args.copies, args.shards)
@@ -158,7 +160,7 @@ def main() -> None:
     t = time.time()
     proc = subprocess.run(
         [
-            args.datatrove_python,
+            dt_python,
             "-c",
             DATATROVE,
             str(inp),

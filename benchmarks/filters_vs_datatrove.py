@@ -4,11 +4,13 @@ Texts: Trafilatura extractions of the shared web corpus pages (``shared/corpora/
 page URLs from ``pages.jsonl``) plus synthetic variants of them that push every rule to its boundary
 (truncations, duplicated lines, bullets, ellipses, citations, curly brackets, ...) and synthetic
 URLs. Every filter sees every text on its own (not chained). datatrove runs in its own virtual
-environment (``--dt_python``, default ``/work/dtvenv/bin/python``) through ``_datatrove_filters.py``;
+environment through ``_datatrove_filters.py`` (``--datatrove_python``, else
+``$DEEPDIVE_DATATROVE_PYTHON``, else one created in deepdive's cache directory: ``_peer_env.py``);
 its language filter is pointed at the same ``lid.176.ftz`` and its URL filter at deepdive's default
 lists (``use_integrated_lists=False``), so both sides judge the same model and lists.
 
     python benchmarks/filters_vs_datatrove.py [--limit N] [--no_synthetic] [--json OUT]
+        [--datatrove_python PATH]
 
 Prints, per filter: documents, agreement (same keep/drop and same reason; for ``c4_quality`` also the
 same rewritten text), and the seconds each side spent in that filter. Target: >= 99.5 % each.
@@ -30,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks._peer_env import DATATROVE, add_peer_argument, peer_python  # noqa: E402
 
 FILTERS = [
     "url",
@@ -244,20 +248,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="use the first N pages only")
     parser.add_argument("--no_synthetic", action="store_true", help="corpus texts only")
-    parser.add_argument("--dt_python", default="/work/dtvenv/bin/python")
+    add_peer_argument(parser, DATATROVE, "--dt_python")
     parser.add_argument(
         "--cache", default=os.path.join(tempfile.gettempdir(), "deepdive_web_texts.jsonl")
     )
     parser.add_argument("--json", default=None, help="write the full report here")
     args = parser.parse_args()
 
+    dt_python = peer_python(DATATROVE, args.datatrove_python)
     rows = corpus_texts(Path(args.cache), args.limit)
     n_corpus = len(rows)
     if not args.no_synthetic:
         rows = rows + synthetic(rows)
     print(f"texts: {n_corpus} extracted pages + {len(rows) - n_corpus} synthetic variants")
     ours, t_ours = run_deepdive(rows)
-    theirs, t_theirs = run_datatrove(rows, args.dt_python)
+    theirs, t_theirs = run_datatrove(rows, dt_python)
     report = compare(ours, theirs)
     print(
         f"{'filter':<20}{'docs':>7}{'agree':>8}{'rate':>9}{'deepdive s':>12}{'datatrove s':>13}{'speed-up':>10}"

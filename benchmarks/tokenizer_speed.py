@@ -1,7 +1,7 @@
 """Tokenizer speed, side by side: deepdive's BPE vs rustbpe, Hugging Face tokenizers, sentencepiece
 (training) and vs tiktoken, Hugging Face, sentencepiece (encoding), on the same text in one run.
 
-    /work/venv/bin/python benchmarks/tokenizer_speed.py [--text FILE] [--vocab 4096 16384]
+    python benchmarks/tokenizer_speed.py [--text FILE] [--vocab 4096 16384]
         [--repeat 3] [--doc_chars 5000] [--encode_repeat 15]
 
 Training: MB/s of input text (best of ``--repeat``), GPT-4 split pattern for the byte-level

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import subprocess
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from framework.data import signatures as minhash
 from framework.data.signatures import MinHashConfig, SignatureComputer, WordSplitter, simplify_text
+from tests.helpers import datatrove_python
 
 FOX = "The quick brown fox jumps over the lazy dog. It cannot stop!"
 
@@ -130,17 +128,8 @@ print(json.dumps(out))
 """
 
 
-def _datatrove_python() -> str:
-    env = os.environ.get("DEEPDIVE_DATATROVE_PYTHON")
-    if env and Path(env).exists():
-        return env
-    if Path("/work/dtvenv/bin/python").exists():
-        return "/work/dtvenv/bin/python"
-    pytest.skip("datatrove is not installed (set DEEPDIVE_DATATROVE_PYTHON)")
-
-
 def test_signatures_equal_datatrove_bit_for_bit(english_pages, tmp_path):
-    python = _datatrove_python()
+    python = datatrove_python()
     texts = [t for _, t in english_pages[:12]] + [
         FOX,
         "too short",

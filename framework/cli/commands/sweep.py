@@ -69,7 +69,7 @@ def _launcher(name: str, sweep, **overrides):
     from framework.core.registry import LAUNCHERS
 
     # the built-in launchers alone are cheap to import; anything else needs full discovery
-    discovery.import_package_tree("plugins.launchers")
+    discovery.load_builtin_kind(LAUNCHERS.kind)
     if name not in LAUNCHERS:
         discovery.load_plugins()
     options = dict(sweep.launch.get(name, {})) if isinstance(sweep.launch.get(name), dict) else {}
