@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
         ("tokenizer", "tokenizer"),
         ("tokenize", "tokenize"),
         ("train", "train"),
+        ("compile", "compile"),
         ("eval", "eval"),
         ("convert", "convert"),
         ("sample", "sample"),

@@ -134,7 +134,7 @@ def check_shapes(model_config: Any, batch_size: int, seq_len: int, grad_accum_st
         )
 
 
-@gin.configurable("train", denylist=["parsed_config"])
+@gin.configurable("train", denylist=["parsed_config", "compile_for"])
 def train(
     model_dir: str = gin.REQUIRED,
     model: Any = gin.REQUIRED,
@@ -166,9 +166,14 @@ def train(
     progress: bool = True,
     profile_steps: tuple[int, int] | None = None,
     parsed_config: Any = None,
+    compile_for: Any = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` for ``train_steps`` steps into ``model_dir`` (module
-    docstring). Returns the last logged metrics."""
+    docstring). Returns the last logged metrics.
+
+    ``compile_for`` (``deepdive compile``; a :class:`~framework.train.topologies.CompileTarget`):
+    build the same program over the target's devices, compile it ahead of time and return its
+    report instead of training; nothing is read from or written to ``model_dir`` or ``data``."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -180,8 +185,10 @@ def train(
     model_dir = Path(model_dir).absolute()
     mesh_config = mesh or sharding.MeshConfig()
     rules = tuple((str(k), v) for k, v in logical_axis_rules)
-    mesh_obj = mesh_config.make()
+    mesh_obj = mesh_config.make(None if compile_for is None else compile_for.devices)
     process_index, process_count = jax.process_index(), jax.process_count()
+    if compile_for is not None:
+        process_count = len({d.process_index for d in compile_for.devices})
     is_main = process_index == 0
     divisor = sharding.batch_divisor(mesh_obj, rules)
     check_shapes(model, batch_size, seq_len, grad_accum_steps, divisor, process_count)
@@ -208,6 +215,17 @@ def train(
     replicated, batch_shard = program.replicated, program.batch_sharding
     step_fn, eval_fn = program.train_step, program.eval_step
     devices = list(mesh_obj.devices.flat)
+    if compile_for is not None:
+        from framework.train import aot
+
+        return aot.compile_report(
+            program,
+            topology=compile_for.name,
+            chips=compile_for.chips,
+            hbm_bytes_per_chip=compile_for.hbm_bytes_per_chip,
+            batch_size=batch_size,
+            seq_len=seq_len,
+        )
 
     # -- resume or start ---------------------------------------------------------------------
     mngr = checkpoint.manager(model_dir, max_to_keep=keep_checkpoints)

@@ -7,7 +7,7 @@ TPU; the compiled program is the one a v5e would run. Reference: MaxText's ``tra
 
 from __future__ import annotations
 
-import os
+import json
 
 import jax
 import optax
@@ -24,14 +24,13 @@ pytest.importorskip("libtpu", reason="the tpu extra (libtpu) is not installed")
 
 @pytest.fixture(scope="module")
 def v5e_2x2():
-    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
-    from jax.experimental import topologies
+    from framework.core.errors import ConfigError
+    from framework.train import topologies
 
     try:
-        topology = topologies.get_topology_desc("v5e:2x2", platform="tpu")
-    except Exception as error:  # noqa: BLE001 - a libtpu that cannot describe topologies
-        pytest.skip(f"libtpu cannot describe v5e:2x2 here: {error}")
-    return list(topology.devices)
+        return topologies.compile_target("v5e-4").devices  # a 2x2 slice
+    except ConfigError as error:  # a libtpu that cannot describe topologies
+        pytest.skip(str(error))
 
 
 MODELS_UNDER_TEST = {
@@ -84,3 +83,58 @@ def test_same_program_on_one_cpu_device_uses_the_cpu_kernels():
     state, batch = program.abstract_arguments(batch_size=2, seq_len=128)
     text = program.train_step.lower(state, batch).as_text()
     assert "deepdive_cpu_attention_fwd" in text and "deepdive_cpu_gemm" in text
+
+
+def _compile_cli(tmp_path, *extra):
+    import subprocess
+    import sys
+
+    out = tmp_path / "compile.json"
+    cmd = [sys.executable, "-m", "framework", "compile", "--gin_file", "base/train.gin",
+           "--gin_file", "models/gpt2_tiny.gin", "--topology", "v5e-4", "--json", str(out), *extra]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600), out
+
+
+def test_compile_command_reports_per_chip_memory(v5e_2x2, tmp_path):
+    result, out = _compile_cli(tmp_path, "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=64")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report) == {
+        "topology", "chips", "device_kind", "mesh", "per_chip_bytes", "hbm_bytes_per_chip",
+        "fits", "tokens_per_step", "compile_s",
+    }  # fmt: skip
+    memory = report["per_chip_bytes"]
+    assert memory["total"] == (
+        memory["arguments"]
+        + memory["outputs"]
+        - memory["aliased"]
+        + memory["temp"]
+        + memory["code"]
+    )
+    assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"
+    assert report["hbm_bytes_per_chip"] == 16 << 30 and report["fits"] is True
+    assert report["tokens_per_step"] == 8 * 64 and sum(report["mesh"].values()) >= 4
+    assert "total per chip" in result.stdout
+
+
+def test_compile_command_refuses_a_run_that_does_not_fit(v5e_2x2, tmp_path):
+    # 1M-token batch of the tiny GPT-2 on 4 v5e chips: the logits alone are GBs per chip
+    result, out = _compile_cli(tmp_path, "--gin.BATCH_SIZE=4096", "--gin.SEQ_LEN=256",
+                               "--gin.models.gpt2.vocab_size=32768")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "does not fit" in line and "GiB per chip" in line and "15.75 GiB" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name,chips,libtpu",
+    [("v5e-16", 16, "v5e:4x4"), ("v5litepod-16", 16, "v5e:4x4"), ("v5p-8", 4, "v5p:2x2x1"),
+     ("v5p-128", 64, "v5p:4x4x4"), ("v6e-256", 256, "v6e:16x16"), ("v5e-8", 8, "v5e:2x4")],
+)  # fmt: skip
+def test_slice_names_as_google_cloud_counts_them(name, chips, libtpu):
+    """v5p counts TensorCores (2 per chip), v5e and v6e count chips (Cloud TPU docs)."""
+    from framework.train import topologies
+
+    topology = topologies.parse(name)
+    assert (topology.chips, topology.libtpu_topology) == (chips, libtpu)

@@ -1,0 +1,77 @@
+"""``deepdive compile``: compile a training run for a TPU slice from this machine, before the bill."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from framework.cli import app as cli
+from framework.train import input as _input  # noqa: F401 - registers the data sources for gin
+from framework.train import loop as _loop  # noqa: F401 - registers train, sharding.MeshConfig
+
+HELP = "compile a training run for a TPU slice ahead of time: memory per chip, fits"
+DESCRIPTION = """Compile the train step of a `deepdive train` configuration for a TPU slice this
+machine does not have (libtpu's compile-only devices: `pip install 'deepdive[tpu]'`).
+
+Takes the same gin files as `deepdive train`. The experiment's mesh is laid over the slice's
+chips; the real train step is built from abstract state (nothing is allocated, no data is read)
+and compiled. Prints the memory per chip (XLA's memory_analysis: arguments + outputs - aliased
++ temporaries + code) and whether the compiler accepted it; a program that does not fit exits 2
+with how much it needs.
+
+--topology takes slice names as Google Cloud spells them: v5e-16 (= v5litepod-16), v5p-8,
+v6e-256, v4-8 (v4 and v5p count TensorCores, two per chip; v5e and v6e count chips).
+
+examples:
+  deepdive compile --gin_file experiments/pretrain/quickstart_tiny.gin --gin.MODEL_DIR='"x"' \\
+      --topology v5e-4
+  deepdive compile --gin_file experiments/bench/gpt2_124m.gin --gin.MODEL_DIR='"x"' \\
+      --gin_file experiments/mesh/tpu_v5e_8.gin --topology v5e-8 --json compile.json"""
+
+TOP_LEVEL = "train"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    cli.add_common_arguments(parser)
+    parser.set_defaults(_default_gin_file="base/train.gin")
+    parser.add_argument(
+        "--topology", required=True, metavar="NAME", help="TPU slice, e.g. v5e-16, v5p-8"
+    )
+    parser.add_argument(
+        "--num_slices", type=int, default=1, metavar="N", help="slices (multi-slice over DCN)"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the report as JSON ('-': stdout)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import gin
+
+    from framework.core import config
+    from framework.train import loop as train
+    from framework.train import topologies
+    from framework.train.aot import format_report
+
+    target = topologies.compile_target(args.topology, args.num_slices)  # a bad name fails fast
+    # No data is read and nothing is written: the input and the run directory need not exist.
+    cli.configure(args, check_required=False)
+    gin.bind_parameter("train.data", None)
+    if config.query("train.model_dir", None) in (None, gin.REQUIRED):
+        gin.bind_parameter("train.model_dir", "unused-by-deepdive-compile")
+    print(
+        f"deepdive compile: {len(target.devices)} {target.devices[0].device_kind} devices "
+        f"({target.name}); compiling the train step ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    report = train.train(compile_for=target)
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
