@@ -1,4 +1,5 @@
-"""Streaming readers for the data stage: WARC / WARC.gz, JSON Lines documents, single HTML pages.
+"""Streaming readers for the data stage: WARC / ARC (plain or gzip), JSON Lines documents, single
+HTML pages.
 
 Every reader yields :class:`ReadItem` values, one per record, and never raises on bad data:
 
@@ -10,9 +11,13 @@ Every reader yields :class:`ReadItem` values, one per record, and never raises o
   header, undecodable payload, bad JSON line, empty file, ...). ``doc.metadata["error"]`` says
   what went wrong; the pipeline writes it to ``errors/``.
 
-Ids (DESIGN.md §5): the ``WARC-Record-ID`` for WARC input, the input's own ``id`` for JSONL, the
-file name without extensions for a single HTML file. Error records without an id get
-``<file>#<offset>`` (byte offset in the compressed file when known, else the record number).
+WARC and ARC records are parsed by ``warcio`` (ARC records are read as the same kind of response);
+this module maps them to items and keeps reading after a damaged record.
+
+Ids (stable across runs): the ``WARC-Record-ID`` for WARC input, ``<file>#<offset>`` for ARC
+records (ARC has no record ids), the input's own ``id`` for JSONL, the file name without
+extensions for a single HTML file. Error records without an id get ``<file>#<offset>``
+(WARC/ARC: byte offset in the decompressed stream) or ``<file>#L<line>`` (JSONL).
 
 Reading is streaming (one record in memory at a time) and splittable across workers by file.
 Charset: UTF-8 when the bytes are valid UTF-8, else the encoding ``charset_normalizer`` detects
@@ -22,24 +27,24 @@ from the bytes; a payload that decodes under neither is an error record.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import gzip
 import json
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, Any
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
 from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
-from warcio.timeutils import timestamp_to_iso_date
 
 from framework.data.document import Document
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-WARC_SUFFIXES = (".warc", ".warc.gz", ".arc.gz")
+WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz", ".xhtml")
 
@@ -179,8 +184,8 @@ class _PushbackStream:
 class _VerbatimUriLoader(ArcWarcRecordLoader):
     """warcio's record loader, keeping ``WARC-Target-URI`` exactly as written.
 
-    warcio percent-encodes spaces in the URI; deepdive keeps the URL the crawler recorded (so it
-    matches the crawl's own indexes) and only unwraps wget's ``<...>`` itself (:func:`_strip_uri`).
+    warcio percent-encodes spaces in the URI; deepdive keeps the URL as the crawler recorded it
+    and only unwraps wget's ``<...>`` itself (:func:`_strip_uri`).
     """
 
     def _ensure_target_uri_format(self, rec_headers: StatusAndHeaders) -> str | None:
@@ -203,6 +208,8 @@ class _RecordInfo:
     """The header fields deepdive uses, the same for WARC records and ARC records."""
 
     record_id: str
+    offset: int  # of the record in the decompressed stream
+    length: int | None  # declared block length; None when missing, not a number or negative
     rec_type: str
     url: str
     date: str
@@ -219,9 +226,9 @@ def _strip_uri(uri: str) -> str:
 
 
 def _iso_date(timestamp: str) -> str:
-    """ARC's 14-digit archive date as an ISO date like WARC-Date (the text as is if it is not one)."""
+    """ARC's 14-digit archive date in WARC-Date's form (the text as it is when it is not one)."""
     try:
-        return timestamp_to_iso_date(timestamp)
+        return datetime.datetime.strptime(timestamp, "%Y%m%d%H%M%S").strftime("%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
         return timestamp
 
@@ -229,9 +236,12 @@ def _iso_date(timestamp: str) -> str:
 def _record_info(record: ArcWarcRecord, source: str, offset: int) -> _RecordInfo:
     """Header fields of a record. ARC records have no id: theirs is ``<file>#<offset>``."""
     headers = record.rec_headers
+    length = _declared_length(record)
     if record.format == "arc":
         return _RecordInfo(
             record_id=f"{source}#{offset}",
+            offset=offset,
+            length=length,
             rec_type="response" if record.rec_type == "response" else "warcinfo",
             url=_strip_uri(headers.get_header("uri") or ""),
             date=_iso_date(headers.get_header("archive-date") or ""),
@@ -241,6 +251,8 @@ def _record_info(record: ArcWarcRecord, source: str, offset: int) -> _RecordInfo
         )
     return _RecordInfo(
         record_id=headers.get_header("WARC-Record-ID") or f"{source}#{offset}",
+        offset=offset,
+        length=length,
         rec_type=(headers.get_header("WARC-Type") or "").lower(),
         url=_strip_uri(headers.get_header("WARC-Target-URI") or ""),
         date=headers.get_header("WARC-Date") or "",
@@ -294,13 +306,14 @@ def _read_payload(record: ArcWarcRecord) -> tuple[StatusAndHeaders | None, bytes
     return http, record.content_stream().read()
 
 
-def _finish_block(record: ArcWarcRecord, info: _RecordInfo, length: int) -> None:
+def _finish_block(record: ArcWarcRecord, info: _RecordInfo) -> None:
     """Read what is left of the block; EOFError when the file ends before its declared end."""
     block = record.raw_stream
     while block.read(_BLOCK_SIZE):
         pass
     missing = getattr(block, "limit", 0)  # warcio's LimitReader: bytes of the block not read
     if missing:
+        length = info.length or 0
         raise EOFError(f"record {info.record_id} cut short: {length - missing} of {length} bytes")
 
 
@@ -311,21 +324,20 @@ def _is_html(declared: str, body: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in head
 
 
-def _record_item(record: ArcWarcRecord, path: str, source: str, offset: int) -> ReadItem:
-    """One parsed record (with a valid length) as a page, skip or error item."""
-    info = _record_info(record, source, offset)
-    length = _declared_length(record) or 0
+def _record_item(record: ArcWarcRecord, info: _RecordInfo, path: str) -> ReadItem:
+    """A record with a valid length as a page, skip or error item (reads its whole block)."""
     if info.rec_type != "response":
-        _finish_block(record, info, length)
+        _finish_block(record, info)
         return ReadItem("skip", reason=info.rec_type or "untyped")
     http, body = _read_payload(record)
-    _finish_block(record, info, length)
-    return _response_item(info, http, body, path, offset)
+    _finish_block(record, info)
+    return _response_item(info, http, body, path)
 
 
 def _response_item(
-    info: _RecordInfo, http: StatusAndHeaders | None, body: bytes, path: str, offset: int
+    info: _RecordInfo, http: StatusAndHeaders | None, body: bytes, path: str
 ) -> ReadItem:
+    """Page, skip (not HTML) or error (no HTTP status, undecodable payload) for a response."""
     has_status = http is not None and http.get_statuscode().isdigit()
     if not has_status and info.block_type.startswith("application/http"):
         return error_item(
@@ -333,7 +345,7 @@ def _response_item(
             path,
             "garbage_payload: no HTTP status line",
             url=info.url,
-            offset=offset,
+            offset=info.offset,
         )
     http_type = (http.get_header("Content-Type") if http is not None else None) or ""
     if not _is_html(info.payload_type or http_type or info.fallback_type, body):
@@ -345,7 +357,7 @@ def _response_item(
             path,
             "garbage_payload: payload is not decodable text",
             url=info.url,
-            offset=offset,
+            offset=info.offset,
             bytes=len(body),
         )
     meta = {"url": info.url, "date": info.date, "source": path}
@@ -403,12 +415,14 @@ class _WarcReader:
         self.source = os.path.basename(path)
         self.records = 0  # records read so far, for error messages
         self.last: _RecordInfo | None = None  # the record read last
+        self.last_end = 0  # where its block ended in the decompressed stream
+        _skip_blank_lines(stream)
         self.iterator = _archive_iterator(stream)
-        self.junk_seen = 0
+        self.junk_seen = 0  # warcio's count of lines skipped after records, already reported
 
     def items(self) -> Iterator[ReadItem]:
+        """Every record's item; a read error ends them with one error item."""
         try:
-            _skip_blank_lines(self.stream)
             while (yield from self._run_iterator()):
                 self.iterator = _archive_iterator(self.stream)
                 self.junk_seen = 0
@@ -422,12 +436,13 @@ class _WarcReader:
             for record in self.iterator:
                 yield from self._junk_errors()
                 info = _record_info(record, self.source, self.iterator.offset)
-                if _declared_length(record) is None:
+                if info.length is None:
                     yield self._bad_length_error(info)
                     return True
                 item = _record_item(record, info, self.path)
                 self.records += 1
                 self.last = info
+                self.last_end = self.stream.tell() - self.iterator.reader.rem_length()
                 yield item
         except ArchiveLoadFailed as error:
             yield self._unparseable_error(error)
@@ -440,11 +455,11 @@ class _WarcReader:
         if self.iterator.err_count > self.junk_seen and self.last is not None:
             self.junk_seen = self.iterator.err_count
             yield error_item(
-                f"{self.source}#{self.last.offset}+",
+                f"{self.source}#{self.last_end}",
                 self.path,
                 f"malformed_warc: data instead of a blank line after record "
                 f"{self.last.record_id} (its Content-Length may be wrong)",
-                offset=self.last.offset,
+                offset=self.last_end,
             )
 
     def _bad_length_error(self, info: _RecordInfo) -> ReadItem:
@@ -605,7 +620,7 @@ def read_any(path: str) -> Iterator[ReadItem]:
             yield error_item(
                 os.path.basename(path),
                 path,
-                "unsupported_input: expected .warc[.gz], .jsonl[.gz] or .html[.gz]",
+                "unsupported_input: expected .warc[.gz], .arc[.gz], .jsonl[.gz] or .html[.gz]",
             )
     except OSError as error:  # unreadable file (permissions, vanished): one error, not a crash
         yield error_item(os.path.basename(path), path, f"unreadable_file: {error}")

@@ -52,3 +52,23 @@ def gzip_members(data: bytes) -> list[bytes]:
         members.append(rest[:used])
         rest = d.unused_data
     return members
+
+
+def arc_record(
+    url: str,
+    body: bytes,
+    date: str = "20240101000000",
+    ip: str = "192.0.2.1",
+    content_type: str = "text/html",
+) -> bytes:
+    """One ARC v1 record: the ``URL IP-address Archive-date Content-type Archive-length`` line,
+    then ``Archive-length`` bytes (here an HTTP response), then a newline."""
+    block = f"HTTP/1.0 200 OK\r\nContent-Type: {content_type}\r\n\r\n".encode() + body
+    return f"{url} {ip} {date} {content_type} {len(block)}\n".encode() + block + b"\n"
+
+
+def arc_file(records: list[bytes], name: str = "test.arc") -> bytes:
+    """An ARC v1 file: the version block (a ``filedesc://`` record) then ``records``."""
+    version = b"1 0 InternetArchive\nURL IP-address Archive-date Content-type Archive-length\n"
+    head = f"filedesc://{name} 0.0.0.0 20240101000000 text/plain {len(version)}\n".encode()
+    return head + version + b"\n" + b"".join(records)
