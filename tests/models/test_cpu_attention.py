@@ -124,3 +124,19 @@ def test_decode_step_matches_cached_attention(batch, heads, kv_heads, limit):
         q, kt, v, jnp.asarray(valid), jnp.int32(limit)
     )
     np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=2e-6, rtol=1e-5)
+
+
+def test_non_finite_inputs_stay_non_finite():
+    """The kernel is built without -ffast-math: a NaN or inf score reaches the output (the trainer
+    stops on a non-finite loss), and the row's other outputs stay finite."""
+    rng = np.random.default_rng(5)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, 70, 2, 8)), jnp.float32) for _ in range(3))
+    bad_q = q.at[0, 40, 1, 3].set(jnp.nan)  # row 40 of head 1 only
+    out = np.asarray(jax.jit(lambda q: cpu_attention.causal_attention(q, k, v, 0.5))(bad_q))
+    assert np.isnan(out[0, 40, 1]).all()
+    assert np.isfinite(np.delete(out[0, :, 1], 40, axis=0)).all() and np.isfinite(out[0, :, 0]).all()
+    huge_k = k.at[0, 3, 0, :].set(jnp.inf)  # an infinite key: scores of inf or nan
+    out = np.asarray(jax.jit(lambda k: cpu_attention.causal_attention(q, k, v, 0.5))(huge_k))
+    assert not np.isfinite(out[0, 3:, 0]).all()
+    grads = jax.jit(jax.grad(lambda q: cpu_attention.causal_attention(q, k, v, 0.5).sum()))(bad_q)
+    assert np.isnan(np.asarray(grads)).any()

@@ -136,8 +136,11 @@ def _find_cblas() -> tuple[ctypes.CDLL, int, int, str] | None:
 KERNELS = Path(__file__).resolve().parent / "src"
 SOURCES = ("cpu_gemm.cc", "cpu_attention.cc")  # compiled into one library with the headers
 # The library is built for this machine's CPU (it is built where it runs). No -ffast-math: it
-# makes NaN and inf undefined, and the trainer's non-finite-loss stop relies on them.
-CXXFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-w"]
+# makes NaN and inf undefined, and the trainer's non-finite-loss stop relies on them. The loops
+# that reduce (sums, maxima) say so with `#pragma omp simd reduction` (-fopenmp-simd: no OpenMP
+# runtime), and the attention kernel has its own vectorizable exp.
+CXXFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared",
+            "-fPIC", "-w"]  # fmt: skip
 
 
 def _cpu_identity() -> bytes:

@@ -30,6 +30,76 @@ namespace {
 
 constexpr int64_t kBlock = 64;
 
+// exp as straight-line arithmetic on 8 lanes at once (GCC/Clang vector extensions). std::exp is
+// a libm call per element unless -ffast-math, and -ffast-math's finite-math assumption makes NaN
+// and inf undefined, which the trainer's non-finite-loss stop relies on. Cephes' single-precision
+// range reduction and polynomial (relative error < 2e-7 on the finite range); exp(NaN) = NaN,
+// exp(x > 88) = +inf (true exp overflows at 88.72), exp(x < -87.34) = 0 (below FLT_MIN).
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+
+inline F8 Exp8(F8 x) {
+  const F8 hi = F8{} + 88.0f, lo = F8{} + -87.33654475f;
+  F8 xc = x > hi ? hi : x;
+  xc = xc < lo ? lo : xc;  // NaN passes both clamps (comparisons with NaN are false)
+  const F8 t = xc * 1.44269504088896341f + 0.5f;
+  I8 n = __builtin_convertvector(t, I8);  // truncates toward zero: floor for t < 0 needs -1
+  n -= (__builtin_convertvector(n, F8) > t) ? 1 : 0;
+  n = (x == x) ? n : 0;  // NaN: keep the exponent defined (the result is NaN anyway)
+  const F8 nf = __builtin_convertvector(n, F8);
+  F8 r = xc - nf * 0.693359375f;  // ln 2 split in two for accuracy
+  r = r - nf * -2.12194440e-4f;
+  F8 poly = F8{} + 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  poly = poly * r * r + r + 1.0f;
+  F8 y = poly * reinterpret_cast<F8>((n + 127) << 23);
+  y = x < lo ? F8{} : y;
+  return x > hi ? F8{} + __builtin_inff() : y;
+}
+
+// max(s[0..count)), count >= 1, as std::max folds it (a NaN element is passed over; the exp of
+// it is NaN, so a NaN score still reaches the output).
+float RowMax(const float* s, int64_t count) {
+  F8 m8 = F8{} + s[0];
+  int64_t j = 0;
+  for (; j + 8 <= count; j += 8) {
+    F8 x;
+    __builtin_memcpy(&x, s + j, sizeof x);
+    m8 = m8 < x ? x : m8;
+  }
+  float m = m8[0];
+  for (int lane = 1; lane < 8; ++lane) m = std::max(m, m8[lane]);
+  for (; j < count; ++j) m = std::max(m, s[j]);
+  return m;
+}
+
+// s[j] = exp(s[j] - shift) for j < count; returns their sum.
+float ExpShifted(float* s, int64_t count, float shift) {
+  F8 acc{};
+  int64_t j = 0;
+  for (; j + 8 <= count; j += 8) {
+    F8 x;
+    __builtin_memcpy(&x, s + j, sizeof x);
+    x = Exp8(x - shift);
+    __builtin_memcpy(s + j, &x, sizeof x);
+    acc += x;
+  }
+  if (j < count) {  // the tail, through the same arithmetic (padding lanes give exp(-inf) = 0)
+    F8 x = F8{} - __builtin_inff();
+    for (int64_t i = j; i < count; ++i) x[i - j] = s[i];
+    x = Exp8(x - shift);
+    for (int64_t i = j; i < count; ++i) s[i] = x[i - j];
+    acc += x;
+  }
+  float sum = 0.0f;
+  for (int lane = 0; lane < 8; ++lane) sum += acc[lane];
+  return sum;
+}
+
 struct Dims {
   int64_t q_heads, kv_heads, t, d, group, blocks;
 };
@@ -59,11 +129,7 @@ float* Scratch(std::vector<float>& buffer, int64_t size) {
 // Row r of a block (absolute query position pos) may attend keys 0..pos: s[j] = exp(s[j] - shift)
 // for j <= pos, zeros beyond pos up to width; returns the sum of the exponentials.
 float CausalExp(float* s, int64_t pos, int64_t width, float shift) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j <= pos; ++j) {
-    s[j] = std::exp(s[j] - shift);
-    sum += s[j];
-  }
+  const float sum = ExpShifted(s, pos + 1, shift);
   for (int64_t j = pos + 1; j < width; ++j) s[j] = 0.0f;
   return sum;
 }
@@ -71,8 +137,7 @@ float CausalExp(float* s, int64_t pos, int64_t width, float shift) {
 // Turns the scaled scores s[0..pos] into probabilities in place (zeros beyond pos, up to width)
 // and returns the row's log-sum-exp.
 float SoftmaxRow(float* s, int64_t pos, int64_t width) {
-  float m = s[0];
-  for (int64_t j = 1; j <= pos; ++j) m = std::max(m, s[j]);
+  const float m = RowMax(s, pos + 1);
   const float sum = CausalExp(s, pos, width, m);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j <= pos; ++j) s[j] *= inv;
@@ -142,6 +207,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buff
           const float* dor = dop + at + r * n.d;
           const float* orow = outp + at + r * n.d;
           float delta = 0.0f;  // rowsum(do * o) = rowsum(p * dp)
+#pragma omp simd reduction(+ : delta)
           for (int64_t c = 0; c < n.d; ++c) delta += dor[c] * orow[c];
           float* prow = p + r * r1;
           const float* dprow = dp + r * r1;
@@ -222,11 +288,8 @@ ffi::Error DecodeImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer
       float* sh = scores + h * n;
       float m = -3.0e38f;
       for (int64_t j = 0; j < n; ++j) m = mi[j] ? std::max(m, sh[j]) : m;
-      float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
-        sh[j] = mi[j] ? std::exp(sh[j] - m) : 0.0f;
-        sum += sh[j];
-      }
+      for (int64_t j = 0; j < n; ++j) sh[j] = mi[j] ? sh[j] : -__builtin_inff();
+      const float sum = ExpShifted(sh, n, m);  // masked slots: exp(-inf) = 0
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       float* __restrict out = op + (item * g + h) * d;
       std::fill(out, out + d, 0.0f);
