@@ -18,26 +18,7 @@
 
 #include "xla/ffi/api/ffi.h"
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
-
 namespace deepdive {
-
-// Flushes denormal results and inputs to zero on this thread while in scope, then restores the
-// previous mode. XLA:CPU computes with denormals flushed; so do the kernels (softmax tails and
-// their gradients are full of denormals, which cost x86 cores a microcode assist each). NaN and
-// inf are untouched. (Building with -ffast-math did this process-wide, as a side effect.)
-class ScopedFlushDenormals {
- public:
-#if defined(__SSE__)
-  ScopedFlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }  // FTZ | DAZ
-  ~ScopedFlushDenormals() { _mm_setcsr(saved_); }
-
- private:
-  unsigned int saved_;
-#endif
-};
 
 // CBLAS enums (cblas.h): row-major order, no-transpose, transpose.
 constexpr int kRowMajor = 101;
