@@ -519,6 +519,41 @@ class CausalSelfAttention(nnx.Module):
 # ----------------------------------------------------------------------------------------------
 # The stack of blocks
 
+# What a block keeps for the backward pass, named after ``jax.checkpoint_policies``:
+# ``none`` keeps every activation (no rematerialisation); ``full`` keeps only the block's input
+# and recomputes the rest; ``dots_saveable`` / ``dots_with_no_batch_dims_saveable`` keep the
+# matrix-product outputs (all of them / those without batch dimensions, i.e. the projections,
+# not attention's scores); ``offload_dots`` keeps the projections' outputs in host memory
+# (TPU; pinned host memory).
+REMAT_POLICIES = (
+    "none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "offload_dots",
+)  # fmt: skip
+
+
+def remat_policy(name: str | bool) -> tuple[bool, Callable[..., bool] | None]:
+    """(rematerialise at all, the ``jax.checkpoint`` policy) for a policy name; ``True`` and
+    ``False`` (older configs) mean ``full`` and ``none``."""
+    if name is True or name is False:
+        name = "full" if name else "none"
+    policies = jax.checkpoint_policies
+    table = {
+        "none": (False, None),
+        "full": (True, None),
+        "dots_saveable": (True, policies.dots_saveable),
+        "dots_with_no_batch_dims_saveable": (True, policies.dots_with_no_batch_dims_saveable),
+        "offload_dots": (
+            True,
+            policies.offload_dot_with_no_batch_dims(
+                offload_src="device", offload_dst="pinned_host"
+            ),
+        ),
+    }
+    if name not in table:
+        from framework.core.errors import ConfigError
+
+        raise ConfigError(f"remat = {name!r}: expected one of {', '.join(REMAT_POLICIES)}")
+    return table[name]
+
 
 def run_blocks(
     blocks: Sequence[nnx.Module],
@@ -527,21 +562,22 @@ def run_blocks(
     ctx: AttentionContext,
     cache: KVCache | None,
     *,
-    remat: bool,
+    remat: str | bool = "none",
 ) -> tuple[jax.Array, tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]] | None]:
     """``x`` through every block ``block(x, positions, ctx, kv) -> (x, kv)`` in order.
 
     Returns the residual stream [B, T, C] and, with a ``cache``, every layer's updated (keys,
-    values). ``remat``: each block is recomputed in the backward pass instead of keeping its
-    activations. Each block's input passes the backend's residual boundary (an identity; see
-    ``backend.residual_boundary``).
+    values). ``remat``: a name of :data:`REMAT_POLICIES` (what each block keeps for the backward
+    pass; the rest is recomputed). Each block's input passes the backend's residual boundary (an
+    identity; see ``backend.residual_boundary``).
     """
+    rematerialise, policy = remat_policy(remat)
     new_k, new_v = [], []
     for i, block in enumerate(blocks):
         kv = None if cache is None else (cache.k[i], cache.v[i])
         x = backend.residual_boundary(x)
-        if remat:
-            x, kv = nnx.remat(type(block).__call__)(block, x, positions, ctx, kv)
+        if rematerialise:
+            x, kv = nnx.remat(type(block).__call__, policy=policy)(block, x, positions, ctx, kv)
         else:
             x, kv = block(x, positions, ctx, kv)
         if kv is not None:

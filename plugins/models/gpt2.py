@@ -35,7 +35,8 @@ class GPT2Config(layers.PalmFlopsPerToken):
     for fp32 causal attention on one CPU device, else ``jax.nn.dot_product_attention``), "xla"
     (always ``jax.nn.dot_product_attention``), "cudnn" (flash attention on NVIDIA GPUs, plain
     causal training path) or "lowmem" (``layers.lowmem_attention``: keeps no T×T matrix for the
-    backward pass, in XLA ops). ``remat``: recompute each block in the backward pass.
+    backward pass, in XLA ops). ``remat``: what each block keeps for the backward pass, a name
+    of ``layers.REMAT_POLICIES`` (``none``, ``full``, ``dots_saveable``, ...).
     ``dropout`` applies to the embeddings and to each residual branch (not to attention weights).
     """
 
@@ -50,11 +51,12 @@ class GPT2Config(layers.PalmFlopsPerToken):
     init_std: float = 0.02
     dtype: str = "float32"
     attention_impl: str | None = None
-    remat: bool = False
+    remat: str | bool = "none"  # layers.REMAT_POLICIES (True/False: "full"/"none")
 
     def __post_init__(self):
         from framework.core.errors import ConfigError
 
+        layers.remat_policy(self.remat)  # an unknown policy name fails here, with the list
         layers.check_positive(
             "gpt2",
             vocab_size=self.vocab_size,

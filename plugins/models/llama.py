@@ -49,11 +49,12 @@ class LlamaConfig(layers.PalmFlopsPerToken):
     init_std: float = 0.02
     dtype: str = "float32"
     attention_impl: str | None = None
-    remat: bool = False
+    remat: str | bool = "none"  # layers.REMAT_POLICIES (True/False: "full"/"none")
 
     def __post_init__(self):
         from framework.core.errors import ConfigError
 
+        layers.remat_policy(self.remat)  # an unknown policy name fails here, with the list
         layers.check_positive(
             "llama",
             vocab_size=self.vocab_size,

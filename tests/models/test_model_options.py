@@ -27,9 +27,13 @@ TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, 50, (2, 8)), jnp.int32
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_remat_gives_the_same_gradients(name):
+@pytest.mark.parametrize(
+    "policy", [True, "full", "dots_saveable", "dots_with_no_batch_dims_saveable"]
+)
+def test_remat_gives_the_same_gradients(name, policy):
+    """Every policy recomputes what it does not keep: gradients equal those without remat."""
     grads = []
-    for remat in (False, True):
+    for remat in ("none", policy):
         model = MODELS.get(name)(**SMALL[name], remat=remat).build(nnx.Rngs(0))
         graphdef, params = nnx.split(model, nnx.Param)
 
@@ -75,3 +79,8 @@ def test_dropout_masks_differ_between_layers():
     second = nnx.Dropout(0.5, rngs=layers.dropout_rngs(rngs))
     x = jnp.ones((64,))
     assert not np.array_equal(first(x), second(x))
+
+
+def test_unknown_remat_policy_names_the_choices():
+    with pytest.raises(ConfigError, match="dots_saveable"):
+        MODELS.get("gpt2")(**SMALL["gpt2"], remat="dots")
