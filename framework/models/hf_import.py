@@ -105,6 +105,23 @@ def no_leftovers(tensors: dict[str, np.ndarray]) -> None:
 # Into a model
 
 
+def stack_layers(flat: Flat, num_layers: int, prefix: str = "blocks") -> Flat:
+    """Per-layer entries ``(prefix, i, *rest)`` as one stacked entry ``(prefix, *rest)`` with a
+    leading layer axis, the layout of scanned layers (``layers.stacked_blocks``)."""
+    out: Flat = {}
+    per_layer: dict[tuple, dict[int, np.ndarray]] = {}
+    for path, value in flat.items():
+        if len(path) > 2 and path[0] == prefix and isinstance(path[1], int):
+            per_layer.setdefault((prefix, *path[2:]), {})[path[1]] = value
+        else:
+            out[path] = value
+    for path, layers in per_layer.items():
+        if sorted(layers) != list(range(num_layers)):
+            raise InputError(f"parameter {path}: layers {sorted(layers)}, model has {num_layers}")
+        out[path] = np.stack([layers[i] for i in range(num_layers)])
+    return out
+
+
 def assign(model_config: Any, flat: Flat) -> Any:
     """Build ``model_config``'s module (abstractly, no random init) and fill every parameter
     from ``flat`` (path tuple -> array). Missing, extra or mis-shaped entries raise."""
@@ -114,6 +131,8 @@ def assign(model_config: Any, flat: Flat) -> Any:
     abstract = nnx.eval_shape(lambda: build_unsharded(model_config, nnx.Rngs(0)))
     graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
     flat_params = dict(nnx.to_flat_state(params))
+    if getattr(model_config, "scan_layers", False):
+        flat = stack_layers(flat, int(model_config.num_layers))
     missing = sorted(str(p) for p in flat_params if p not in flat)
     extra = sorted(str(p) for p in flat if p not in flat_params)
     if missing or extra:

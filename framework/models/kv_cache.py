@@ -32,8 +32,9 @@ import jax.numpy as jnp
 class KVCache:
     """Per-layer keys ``[B*H_kv, Dh, S_max]``, values ``[B*H_kv, S_max, Dh]``, slot mask ``[B, S_max]``, write index."""
 
-    k: tuple[jax.Array, ...]
-    v: tuple[jax.Array, ...]
+    # one array per layer, or (models that scan their layers) one array with a leading layer axis
+    k: tuple[jax.Array, ...] | jax.Array
+    v: tuple[jax.Array, ...] | jax.Array
     valid: jax.Array  # bool[B, S_max]
     index: jax.Array  # int32[] — next slot to write
 
@@ -83,8 +84,12 @@ def init_cache(model_config: Any, batch: int, max_len: int, dtype: Any = None) -
         dtype = getattr(model_config, "dtype", "float32")
     dtype = jnp.dtype(dtype)
     rows = batch * num_kv_heads
-    k = tuple(jnp.zeros((rows, head_dim, max_len), dtype) for _ in range(num_layers))
-    v = tuple(jnp.zeros((rows, max_len, head_dim), dtype) for _ in range(num_layers))
+    if getattr(model_config, "scan_layers", False):  # stacked, as the scanned blocks read it
+        k = jnp.zeros((num_layers, rows, head_dim, max_len), dtype)
+        v = jnp.zeros((num_layers, rows, max_len, head_dim), dtype)
+    else:
+        k = tuple(jnp.zeros((rows, head_dim, max_len), dtype) for _ in range(num_layers))
+        v = tuple(jnp.zeros((rows, max_len, head_dim), dtype) for _ in range(num_layers))
     return KVCache(
         k=k,
         v=v,

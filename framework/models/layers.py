@@ -572,6 +572,8 @@ def run_blocks(
     identity; see ``backend.residual_boundary``).
     """
     rematerialise, policy = remat_policy(remat)
+    if not isinstance(blocks, Sequence):  # one module whose parameters are stacked per layer
+        return _scan_blocks(blocks, x, positions, ctx, cache, rematerialise, policy)
     new_k, new_v = [], []
     for i, block in enumerate(blocks):
         kv = None if cache is None else (cache.k[i], cache.v[i])
@@ -584,6 +586,38 @@ def run_blocks(
             new_k.append(kv[0])
             new_v.append(kv[1])
     return x, (None if cache is None else (tuple(new_k), tuple(new_v)))
+
+
+def stacked_blocks(make_block: Callable[[nnx.Rngs], nnx.Module], num_layers: int, rngs: nnx.Rngs):
+    """``num_layers`` blocks as ONE module whose parameters have a leading layer axis (logical
+    name ``layers``), for :func:`run_blocks` to scan: the program holds one block, so compile
+    time and program size do not grow with depth."""
+
+    @nnx.split_rngs(splits=num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=num_layers)
+    def make(rngs: nnx.Rngs) -> nnx.Module:
+        return make_block(rngs)
+
+    return make(rngs)
+
+
+def _scan_blocks(stack, x, positions, ctx, cache, rematerialise, policy):
+    """:func:`run_blocks` over stacked blocks with ``jax.lax.scan`` (cache stacked likewise)."""
+    graphdef, state = nnx.split(stack)
+
+    def body(x, layer):
+        layer_state, kv = layer
+        block = nnx.merge(graphdef, layer_state)
+        x = backend.residual_boundary(x)
+        x, kv = block(x, positions, ctx, kv)
+        return x, (nnx.state(block), kv)
+
+    if rematerialise:
+        body = jax.checkpoint(body, policy=policy, prevent_cse=False)
+    kv_in = None if cache is None else (cache.k, cache.v)
+    x, (new_state, kv_out) = jax.lax.scan(body, x, (state, kv_in))
+    nnx.update(stack, new_state)  # e.g. dropout's RNG counters
+    return x, kv_out
 
 
 # ----------------------------------------------------------------------------------------------

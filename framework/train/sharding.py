@@ -184,6 +184,8 @@ def state_shardings(state: Any, mesh: Any, rules: Rules) -> Any:
         value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
         names = variable_axes(leaf) if isinstance(leaf, nnx.Variable) else None
         shape = getattr(value, "shape", ())
+        if names is not None and len(names) == len(shape) - 1:
+            names = ("layers", *names)  # stacked by scanned layers (layers.stacked_blocks)
         if names is None or len(names) != len(shape):
             spec = jax.sharding.PartitionSpec()
         else:

@@ -52,6 +52,7 @@ class GPT2Config(layers.PalmFlopsPerToken):
     dtype: str = "float32"
     attention_impl: str | None = None
     remat: str | bool = "none"  # layers.REMAT_POLICIES (True/False: "full"/"none")
+    scan_layers: bool = False  # one scanned block with stacked parameters (layers.stacked_blocks)
 
     def __post_init__(self):
         from framework.core.errors import ConfigError
@@ -174,7 +175,10 @@ class GPT2(nnx.Module):
         self.wpe = layers.LearnedPositions(
             c.max_seq_len, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
         )
-        self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
+        if c.scan_layers:
+            self.blocks = layers.stacked_blocks(lambda r: Block(c, rngs=r), c.num_layers, rngs)
+        else:
+            self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
         self.ln_f = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
         drop_rngs = layers.dropout_rngs(rngs)
         self.dropout = nnx.Dropout(c.dropout, rngs=drop_rngs) if c.dropout > 0 else None

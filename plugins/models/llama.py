@@ -50,6 +50,7 @@ class LlamaConfig(layers.PalmFlopsPerToken):
     dtype: str = "float32"
     attention_impl: str | None = None
     remat: str | bool = "none"  # layers.REMAT_POLICIES (True/False: "full"/"none")
+    scan_layers: bool = False  # one scanned block with stacked parameters (layers.stacked_blocks)
 
     def __post_init__(self):
         from framework.core.errors import ConfigError
@@ -160,7 +161,10 @@ class Llama(nnx.Module):
         self.embed = layers.Embed(
             c.vocab_size, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
         )
-        self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
+        if c.scan_layers:
+            self.blocks = layers.stacked_blocks(lambda r: Block(c, rngs=r), c.num_layers, rngs)
+        else:
+            self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
         self.norm_f = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
         self.lm_head = (
             None

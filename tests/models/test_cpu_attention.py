@@ -134,7 +134,9 @@ def test_non_finite_inputs_stay_non_finite():
     bad_q = q.at[0, 40, 1, 3].set(jnp.nan)  # row 40 of head 1 only
     out = np.asarray(jax.jit(lambda q: cpu_attention.causal_attention(q, k, v, 0.5))(bad_q))
     assert np.isnan(out[0, 40, 1]).all()
-    assert np.isfinite(np.delete(out[0, :, 1], 40, axis=0)).all() and np.isfinite(out[0, :, 0]).all()
+    assert (
+        np.isfinite(np.delete(out[0, :, 1], 40, axis=0)).all() and np.isfinite(out[0, :, 0]).all()
+    )
     huge_k = k.at[0, 3, 0, :].set(jnp.inf)  # an infinite key: scores of inf or nan
     out = np.asarray(jax.jit(lambda k: cpu_attention.causal_attention(q, k, v, 0.5))(huge_k))
     assert not np.isfinite(out[0, 3:, 0]).all()

@@ -154,3 +154,12 @@ def test_bf16_checkpoint_loads_as_its_exact_values(hf_gpt2, tmp_path):
     _, _, model = hf_import.load(tmp_path)
     expected = original["transformer.wte.weight"].astype(ml_dtypes.bfloat16).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(model.wte.embedding[...]), expected)
+
+
+def test_a_checkpoint_loads_into_scanned_layers_with_the_same_logits(hf_gpt2):
+    folder, _ = hf_gpt2
+    _, _, unrolled = hf_import.load(folder)
+    _, config, scanned = hf_import.load(folder, scan_layers=True)
+    assert config.scan_layers
+    tokens = jnp.asarray(np.random.default_rng(2).integers(0, 300, (2, 20)), jnp.int32)
+    np.testing.assert_allclose(scanned(tokens)[0], unrolled(tokens)[0], rtol=1e-5, atol=1e-5)
