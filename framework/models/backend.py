@@ -9,10 +9,12 @@ Rules, in order:
    evaluator, the generator, ``deepdive compile``). The host process's default backend plays no
    part, so a train step lowers for a TPU topology from a CPU machine.
    Undeclared (a bare ``jax.jit`` in a test or a notebook), the target is the process's devices.
-3. One kernel family exists today, ``framework/kernels/cpu``: it serves fp32 programs compiled
-   for exactly one CPU device in one process, when its kernels are built. Every other program
-   gets XLA's own ops (einsum, ``jax.nn.dot_product_attention``), which the SPMD partitioner
-   understands.
+3. Two kernel families exist today. ``framework/kernels/cpu`` serves fp32 programs compiled
+   for exactly one CPU device in one process, when its kernels are built. On TPUs, causal
+   attention runs Pallas' flash-attention kernel (``jax.experimental.pallas.ops.tpu``), per
+   device under ``shard_map`` (the partitioner cannot split a kernel), when the caller declared
+   the mesh. Every other program gets XLA's own ops (einsum, ``jax.nn.dot_product_attention``),
+   which the SPMD partitioner understands.
 
 This module is the only importer of ``framework.kernels`` (an import contract checks it).
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -36,6 +39,10 @@ class Target:
     platform: str
     num_devices: int
     num_processes: int
+    # the program's mesh and the mesh axes that split the batch (for kernels under shard_map)
+    mesh: Any = dataclasses.field(default=None, compare=False)
+    batch_axes: tuple[str, ...] = ()
+    head_axes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, devices: Iterable[jax.Device]) -> Target:
@@ -54,10 +61,19 @@ _TARGET: contextvars.ContextVar[Target | None] = contextvars.ContextVar(
 )
 
 
-def compiled_for(fn: Callable, devices: Iterable[jax.Device]) -> Callable:
+def compiled_for(
+    fn: Callable,
+    devices: Iterable[jax.Device],
+    mesh: Any = None,
+    batch_axes: Sequence[str] = (),
+    head_axes: Sequence[str] = (),
+) -> Callable:
     """``fn`` declared to be compiled for ``devices``: while it runs (while ``jax.jit`` traces
-    it), every seam function decides its kernels for that target."""
-    target = Target.of(devices)
+    it), every seam function decides its kernels for that target. ``mesh`` with the axes that
+    split the batch and the attention heads lets per-device kernels run under ``shard_map``."""
+    target = dataclasses.replace(
+        Target.of(devices), mesh=mesh, batch_axes=tuple(batch_axes), head_axes=tuple(head_axes)
+    )
 
     @functools.wraps(fn)
     def traced(*args, **kwargs):
@@ -161,11 +177,54 @@ def _einsum_spec(batch: int, contract: int, out: int, transpose_w: bool) -> str:
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array | None:
     """Plain causal attention (q [B,T,H,D], k/v [B,T,K,D]) by a kernel of the target, or None:
     the caller then uses XLA's attention."""
+    target = current_target()
+    if target.platform == "tpu" and target.mesh is not None:
+        return _tpu_flash_attention(q, k, v, scale, target)
     if not _cpu_kernels(q, k, v):
         return None
     from framework.kernels.cpu import attention
 
     return attention.causal_attention(q, k, v, scale)
+
+
+TPU_FLASH_BLOCK = 128  # the kernel's smallest block; other lengths keep XLA's attention
+
+
+def _tpu_flash_attention(q, k, v, scale, target: Target) -> jax.Array | None:
+    """Pallas' TPU flash attention, one call per device under ``shard_map`` (batch split over
+    ``target.batch_axes``, heads over ``target.head_axes``); None where it does not apply."""
+    from jax.experimental.pallas.ops.tpu import flash_attention as pallas_flash
+    from jax.sharding import PartitionSpec
+
+    batch, length, heads, head_dim = q.shape
+    if length % TPU_FLASH_BLOCK or head_dim % 8:
+        return None
+    mesh_shape = dict(target.mesh.shape)
+    batch_split = math.prod(mesh_shape[a] for a in target.batch_axes)
+    head_split = math.prod(mesh_shape[a] for a in target.head_axes)
+    if batch % batch_split or heads % head_split or k.shape[2] % head_split:
+        return None
+    group = heads // k.shape[2]  # grouped-query heads: each key/value head serves `group`
+    block = 512 if length % 512 == 0 else TPU_FLASH_BLOCK
+    sizes = pallas_flash.BlockSizes(
+        block_q=block, block_k_major=block, block_k=block, block_b=1,
+        block_q_major_dkv=block, block_k_major_dkv=block, block_k_dkv=block, block_q_dkv=block,
+        block_k_major_dq=block, block_k_dq=block, block_q_dq=block,
+    )  # fmt: skip
+
+    def per_device(q, k, v):  # [b, T, h, D] -> the kernel's [b, h, T, D]
+        if group > 1:
+            k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
+        out = pallas_flash.flash_attention(
+            q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
+            causal=True, sm_scale=float(scale), block_sizes=sizes,
+        )  # fmt: skip
+        return out.transpose(0, 2, 1, 3)
+
+    spec = PartitionSpec(target.batch_axes or None, None, target.head_axes or None, None)
+    return jax.shard_map(
+        per_device, mesh=target.mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False
+    )(q, k, v)
 
 
 def decode_attention(

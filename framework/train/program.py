@@ -82,6 +82,11 @@ def build_program(
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     batch_shard = sharding.batch_sharding(mesh, rules)
     devices = list(mesh.devices.flat)
+    layout = dict(
+        mesh=mesh,
+        batch_axes=sharding.mesh_axes_of("batch", mesh, rules),
+        head_axes=sharding.mesh_axes_of("heads", mesh, rules),
+    )
 
     def init_state(key):
         params = nnx.state(layers.build_unsharded(model, nnx.Rngs(key)), nnx.Param)
@@ -91,6 +96,7 @@ def build_program(
         backend.compiled_for(
             train_step.make_train_step(graphdef, rest, tx, grad_accum_steps, compute_dtype),
             devices,
+            **layout,
         ),
         in_shardings=(state_sharding, batch_shard),
         out_shardings=(state_sharding, replicated),
@@ -98,7 +104,9 @@ def build_program(
         compiler_options=backend.compiler_options(devices),
     )
     eval_fn = jax.jit(
-        backend.compiled_for(train_step.make_eval_step(graphdef, rest, compute_dtype), devices),
+        backend.compiled_for(
+            train_step.make_eval_step(graphdef, rest, compute_dtype), devices, **layout
+        ),
         in_shardings=(state_sharding["params"], batch_shard),
         out_shardings=replicated,
     )

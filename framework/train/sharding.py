@@ -204,6 +204,12 @@ def batch_sharding(mesh: Any, rules: Rules, ndim: int = 2):
     return jax.sharding.NamedSharding(mesh, logical_to_mesh(names[:ndim], rules, dict(mesh.shape)))
 
 
+def mesh_axes_of(logical: str, mesh: Any, rules: Rules) -> tuple[str, ...]:
+    """The mesh axes (of size > 1) that a dimension named ``logical`` is split over."""
+    spec = logical_to_mesh((logical,), rules, dict(mesh.shape))
+    return _as_tuple(spec[0]) if len(spec) else ()
+
+
 def batch_divisor(mesh: Any, rules: Rules) -> int:
     """How many ways the batch dimension is split (the global batch must be a multiple)."""
     spec = logical_to_mesh(("batch",), rules, dict(mesh.shape))

@@ -138,3 +138,18 @@ def test_slice_names_as_google_cloud_counts_them(name, chips, libtpu):
 
     topology = topologies.parse(name)
     assert (topology.chips, topology.libtpu_topology) == (chips, libtpu)
+
+
+@pytest.mark.parametrize("plugin", sorted(MODELS_UNDER_TEST))
+def test_tpu_program_runs_the_pallas_attention_kernel(plugin, v5e_2x2):
+    """Compiled for a TPU, causal attention is Pallas' flash-attention kernel (a Mosaic custom
+    call in the compiled program), per device under shard_map; on the CPU it is not."""
+    mesh = sharding.MeshConfig(shape=(2, 2, 1)).make(v5e_2x2)  # batch over data x fsdp
+    model = MODELS.get(plugin)(**MODELS_UNDER_TEST[plugin])
+    program = build_program(
+        model, mesh, sharding.FSDP, seed=0,
+        optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
+    )  # fmt: skip
+    state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
+    compiled = program.train_step.lower(state, batch).compile()
+    assert "tpu_custom_call" in compiled.as_text()
