@@ -41,6 +41,15 @@ MODELS_UNDER_TEST = {
 }
 
 
+def _program(plugin: str, mesh, **options):
+    """The real train program (deepdive train's optimizer) of a small ``plugin`` over ``mesh``."""
+    return build_program(
+        MODELS.get(plugin)(**MODELS_UNDER_TEST[plugin]), mesh, sharding.FSDP, seed=0,
+        optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
+        **options,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("plugin", sorted(MODELS_UNDER_TEST))
 def test_train_step_compiles_for_tpu_with_cpu_kernels_enabled(plugin, v5e_2x2):
     if build.unavailable_reason() is not None:  # a failure under $DEEPDIVE_REQUIRE_CPU_KERNELS=1
@@ -49,15 +58,7 @@ def test_train_step_compiles_for_tpu_with_cpu_kernels_enabled(plugin, v5e_2x2):
     assert backend.describe(jax.devices()[:1]).startswith("CPU kernels")  # on for this process
     assert {d.platform for d in v5e_2x2} == {"tpu"}
     mesh = sharding.MeshConfig(shape=(1, -1, 1)).make(v5e_2x2)  # FSDP over the 4 chips
-    model = MODELS.get(plugin)(**MODELS_UNDER_TEST[plugin])
-    program = build_program(
-        model,
-        mesh,
-        sharding.FSDP,
-        seed=0,
-        optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
-        compute_dtype=jax.numpy.bfloat16,
-    )
+    program = _program(plugin, mesh, compute_dtype=jax.numpy.bfloat16)
     state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
     lowered = program.train_step.lower(state, batch)
     assert "deepdive_cpu" not in lowered.as_text()  # no CPU custom call in a TPU program
@@ -72,14 +73,7 @@ def test_same_program_on_one_cpu_device_uses_the_cpu_kernels():
     if build.unavailable_reason() is not None:
         pytest.skip(f"CPU kernels unavailable: {build.unavailable_reason()}")
     mesh = sharding.MeshConfig(shape=(1, 1, 1)).make(jax.devices()[:1])
-    model = MODELS.get("gpt2")(**MODELS_UNDER_TEST["gpt2"])
-    program = build_program(
-        model,
-        mesh,
-        sharding.FSDP,
-        seed=0,
-        optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
-    )
+    program = _program("gpt2", mesh)
     state, batch = program.abstract_arguments(batch_size=2, seq_len=128)
     text = program.train_step.lower(state, batch).as_text()
     assert "deepdive_cpu_attention_fwd" in text and "deepdive_cpu_gemm" in text
@@ -145,11 +139,7 @@ def test_tpu_program_runs_the_pallas_attention_kernel(plugin, v5e_2x2):
     """Compiled for a TPU, causal attention is Pallas' flash-attention kernel (a Mosaic custom
     call in the compiled program), per device under shard_map; on the CPU it is not."""
     mesh = sharding.MeshConfig(shape=(2, 2, 1)).make(v5e_2x2)  # batch over data x fsdp
-    model = MODELS.get(plugin)(**MODELS_UNDER_TEST[plugin])
-    program = build_program(
-        model, mesh, sharding.FSDP, seed=0,
-        optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
-    )  # fmt: skip
+    program = _program(plugin, mesh)
     state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
     compiled = program.train_step.lower(state, batch).compile()
     assert "tpu_custom_call" in compiled.as_text()

@@ -122,13 +122,8 @@ def dense(
     transpose_w: bool = False,
     preferred_element_type: jnp.dtype | None = None,
 ) -> jax.Array:
-    """Contract the last ``contract`` axes of ``x`` with the leading axes of ``w``.
-
-    ``transpose_w``: contract with the trailing axes of ``w`` instead (``x @ wᵀ``, e.g. logits
-    from a ``[V, C]`` embedding). x ``[*batch, *k]``, w ``[*k, *out]`` -> ``[*batch, *out]``.
-    Off the BLAS path this is one ``jnp.einsum`` over the original axes (so a sharded weight's
-    axes stay visible to the partitioner), with ``preferred_element_type``.
-    """
+    """``backend.dense`` (same contract) through the BLAS custom call; shapes where the BLAS
+    does not pay (:func:`_worth_it`) keep one ``jnp.einsum``."""
     batch, k_dims = x.shape[: x.ndim - contract], x.shape[x.ndim - contract :]
     if transpose_w:
         out_dims, w_k = w.shape[: w.ndim - contract], w.shape[w.ndim - contract :]
