@@ -79,7 +79,8 @@ def run_gin_text(sweep: Sweep, run: Run, includes: list[str], model_dir: str) ->
     return "\n".join(lines) + "\n"
 
 
-# ``(run.gin, render root, extra bindings) -> facts`` (``{"train_steps": int | None}``)
+# ``(run.gin, render root, extra bindings) -> facts``: ``{"train_steps": int | None, "trains":
+# bool}`` (whether the run configures ``deepdive train``; preflight compiles only those)
 Validator = Callable[[Path, Path, list[str]], dict[str, Any]]
 
 
@@ -106,13 +107,15 @@ def render(
     launcher: Any | None = None,
     validate: Validator | None = None,
     source_text: str | None = None,
+    preflight: bool = False,
 ) -> Path:
     """Write the sweep into ``sweep_dir`` (default ``runs/NAME``); returns the sweep directory.
 
     The current directory is the render root (SkyPilot's workdir, xpk's script dir). Raises
     ConfigError naming the first failing run (and how many others failed) on any problem.
     ``validate``: checks each rendered ``run.gin`` as ``deepdive validate`` would (the command
-    layer passes it; None renders without checking).
+    layer passes it; None renders without checking). ``preflight``: compile each TPU run for
+    its slice and refuse one that does not fit (``framework/launch/preflight.py``).
     """
     root = Path.cwd().resolve()
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / sweep.name
@@ -125,7 +128,7 @@ def render(
     errors: list[tuple[str, str]] = []
     for run in sweep.runs:
         try:
-            _render_run(sweep, run, sweep_dir, root, launcher, validate)
+            _render_run(sweep, run, sweep_dir, root, launcher, validate, preflight)
         except (ConfigError, ValueError) as error:
             errors.append((run.run_id, str(error)))
     if errors:
@@ -143,7 +146,13 @@ def render(
 
 
 def _render_run(
-    sweep: Sweep, run: Run, sweep_dir: Path, root: Path, launcher: Any, validate: Validator | None
+    sweep: Sweep,
+    run: Run,
+    sweep_dir: Path,
+    root: Path,
+    launcher: Any,
+    validate: Validator | None,
+    preflight: bool = False,
 ) -> None:
     run.resources.checked_accelerator()  # the allow-list (already checked when loading)
     includes = [include_path(p, root) for p in resolve_base_files(run, root)]
@@ -153,9 +162,17 @@ def _render_run(
     model_dir = str(paths.run_dir)
     run_gin = run_dir / "run.gin"
     run_gin.write_text(run_gin_text(sweep, run, includes, model_dir))
+    trains = True  # unknown without validation: let the compile say
     if validate is not None:
         facts = validate(run_gin, root, target_device_bindings(run))
         run.train_steps = facts["train_steps"]
+        trains = facts.get("trains", True)
+    accelerator = run.resources.checked_accelerator()
+    if preflight and trains and accelerator is not None and accelerator.kind == "tpu":
+        from framework.launch import preflight as preflight_lib
+
+        topology = f"{accelerator.generation}-{accelerator.size}"
+        preflight_lib.compile_run(run_gin, root, topology, run.resources.nodes, sweep_dir)
     if launcher is not None:
         launcher.check(sweep, run, paths)
         for name, text in launcher.render_run(sweep, run, paths).items():

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--output_dir", default=None, help="sweep directory (default runs/NAME)")
     render.add_argument("--no_validate", action="store_true",
                         help="skip the in-process `deepdive validate` of every run.gin")  # fmt: skip
+    render.add_argument("--no_preflight", action="store_true",
+                        help="cloud backends: skip compiling each TPU run for its slice "
+                        "(compile.json; a run that does not fit is refused)")  # fmt: skip
 
     launch = sub.add_parser("launch", help="start (or print) the runs of a rendered sweep")
     launch.add_argument("sweep_dir", help="runs/NAME (or a sweep file, rendered first)")
@@ -85,7 +88,13 @@ def _backend_name(args_backend: str | None, sweep) -> str:
     return args_backend or sweep.launch.get("backend") or "local"
 
 
-def _render(sweep_file: str, backend: str | None, output_dir: str | None, validate: bool):
+def _render(
+    sweep_file: str,
+    backend: str | None,
+    output_dir: str | None,
+    validate: bool,
+    preflight: bool = True,
+):
     from framework.cli.commands import validate as validate_command
     from framework.launch import render
     from framework.launch import sweep as sweep_lib
@@ -99,8 +108,25 @@ def _render(sweep_file: str, backend: str | None, output_dir: str | None, valida
         launcher=launcher,
         validate=validate_command.validate_run_file if validate else None,
         source_text=Path(sweep_file).read_text(),
+        preflight=preflight and name != "local",  # before a cloud call, not before a local run
     )
     return sweep, sweep_dir, name
+
+
+def _preflight_note(run_dir: Path) -> str:
+    """'  (v5e-8: 1.23 GiB per chip of 16.00 GiB, compiled)' when preflight wrote compile.json."""
+    import json
+
+    from framework.train.aot import gib
+
+    path = run_dir / "compile.json"
+    if not path.is_file():
+        return ""
+    report = json.loads(path.read_text())
+    return (
+        f"  ({report['topology']}: {gib(report['per_chip_bytes']['total'])} per chip of "
+        f"{gib(report['hbm_bytes_per_chip'])}, compiled)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,13 +139,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if action == "render":
         sweep, sweep_dir, name = _render(
-            args.sweep_file, args.backend, args.output_dir, not args.no_validate
+            args.sweep_file,
+            args.backend,
+            args.output_dir,
+            not args.no_validate,
+            preflight=not args.no_preflight,
         )
         checked = "validated" if not args.no_validate else "not validated"
         print(f"rendered {len(sweep.runs)} run(s) of sweep {sweep.name} into {sweep_dir} "
               f"({checked}; launch spec: {name})")  # fmt: skip
         for r in sweep.runs:
-            print(f"  {os.path.relpath(sweep_dir / r.run_id / 'run.gin')}")
+            print(
+                f"  {os.path.relpath(sweep_dir / r.run_id / 'run.gin')}{_preflight_note(sweep_dir / r.run_id)}"
+            )
         shown = (
             os.path.relpath(sweep_dir)
             if not os.path.relpath(sweep_dir).startswith("..")

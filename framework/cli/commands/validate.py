@@ -86,4 +86,5 @@ def validate_run_file(run_gin: Path, root: Path, bindings: list[str] = ()) -> di
         config.build_references()
         run_command_checks(args)  # includes deepdive train's checks
         steps = config.query("TRAIN_STEPS")
-    return {"train_steps": steps if isinstance(steps, int) else None}
+        trains = config.query("train.model", None) is not None
+    return {"train_steps": steps if isinstance(steps, int) else None, "trains": trains}
