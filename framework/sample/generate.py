@@ -13,6 +13,8 @@ Sampler chains (pure functions, see ``plugins/samplers/__init__.py`` for each sa
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +99,15 @@ def first_argmax(logits: jax.Array) -> jax.Array:
     hit = (logits == top) | jnp.isnan(logits)
     ids = jnp.arange(logits.shape[-1], dtype=jnp.int32)
     return jnp.min(jnp.where(hit, ids, logits.shape[-1]), axis=-1)
+
+
+def _abstract(tree: Any) -> bool:
+    leaves = jax.tree.leaves(tree)
+    return bool(leaves) and isinstance(leaves[0], jax.ShapeDtypeStruct)
+
+
+def _axes(split: Any) -> tuple[str, ...]:
+    return (split,) if isinstance(split, str) else tuple(split)
 
 
 def row_keys(seed: int, rows: Sequence[tuple[int, int]]) -> jax.Array:
@@ -215,7 +226,15 @@ class Generator:
         if mesh is not None:
             from framework.train import sharding
 
-            params = jax.device_put(params, sharding.state_shardings(params, mesh, rules or ()))
+            shardings = sharding.state_shardings(params, mesh, rules or ())
+            if _abstract(params):  # ahead-of-time compilation: shapes only, nothing to place
+                params = jax.tree.map(
+                    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                    params,
+                    shardings,
+                )
+            else:
+                params = jax.device_put(params, shardings)
             divisor = sharding.batch_divisor(mesh, rules or ())
             if self.batch_size % divisor:
                 raise ConfigError(
@@ -236,6 +255,34 @@ class Generator:
             donate_argnums=(2,),
             compiler_options=backend.compiler_options(devices),
         )
+
+    def lower_decode(self, prompt_len: int, max_new_tokens: int) -> Any:
+        """The decode loop lowered for a batch of ``prompt_len``-token prompts and
+        ``max_new_tokens`` new tokens, from abstract arguments (``deepdive compile --decode``)."""
+        bucket = bucket_length(prompt_len, self.min_bucket)
+        batch = (self.batch_size, bucket)
+        tokens = jax.ShapeDtypeStruct(batch, jnp.int32, sharding=self._batch_sharding)
+        mask = jax.ShapeDtypeStruct(batch, jnp.bool_, sharding=self._batch_sharding)
+        keys = jax.eval_shape(lambda: row_keys(0, [(i, 0) for i in range(self.batch_size)]))
+        state = jax.eval_shape(
+            functools.partial(self._prefill_fn, max_new_tokens=max_new_tokens),
+            self.params, self.rest, tokens, mask, keys,
+        )  # fmt: skip
+        if self.mesh is not None:  # rows split like the batch (the cache's rows are B x K)
+            state = jax.tree.map(self._state_layout, state)
+        return self._decode.lower(
+            self.params, self.rest, state, jax.ShapeDtypeStruct((), jnp.int32)
+        )
+
+    def _state_layout(self, leaf: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+        split = self._batch_sharding.spec[0] if len(self._batch_sharding.spec) else None
+        ways = self._batch_sharding.mesh.shape
+        parts = 1 if split is None else math.prod(ways[a] for a in _axes(split))
+        spec = (split,) if leaf.ndim and leaf.shape[0] % parts == 0 else ()
+        sharding = jax.sharding.NamedSharding(
+            self._batch_sharding.mesh, jax.sharding.PartitionSpec(*spec)
+        )
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
 
     # -- compiled pieces ------------------------------------------------------------------------
     def _model(self, params, rest):

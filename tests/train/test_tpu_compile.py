@@ -143,3 +143,19 @@ def test_tpu_program_runs_the_pallas_attention_kernel(plugin, v5e_2x2):
     state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
     compiled = program.train_step.lower(state, batch).compile()
     assert "tpu_custom_call" in compiled.as_text()
+
+
+def test_compile_decode_adds_the_sampler_loop(v5e_2x2, tmp_path):
+    result, out = _compile_cli(tmp_path, "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=64", "--decode")
+    assert result.returncode == 0, result.stderr
+    decode = json.loads(out.read_text())["decode"]
+    memory = decode["per_chip_bytes"]
+    assert memory["total"] == (
+        memory["arguments"]
+        + memory["outputs"]
+        - memory["aliased"]
+        + memory["temp"]
+        + memory["code"]
+    )
+    assert (decode["batch"], decode["prompt_tokens"], decode["new_tokens"]) == (8, 32, 32)
+    assert "decode loop" in result.stdout

@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num_slices", type=int, default=1, metavar="N", help="slices (multi-slice over DCN)"
     )
     parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="also compile the sampler's decode loop (a batch of BATCH_SIZE prompts of SEQ_LEN/2 "
+        "tokens generating SEQ_LEN/2 more)",
+    )
+    parser.add_argument(
         "--json", metavar="PATH", help="also write the report as JSON ('-': stdout)"
     )
 
@@ -68,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     report = train.train(compile_for=target)
+    if args.decode:
+        report["decode"] = _compile_decode(target)
     if args.json == "-":
         print(json.dumps(report, indent=2))
     else:
@@ -75,3 +83,35 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _compile_decode(target) -> dict:
+    """The decode loop of ``deepdive sample`` for the run's model over the same mesh."""
+    import time
+
+    from flax import nnx
+
+    from framework.core import config
+    from framework.models.layers import build_unsharded
+    from framework.sample.generate import Generator
+    from framework.train import aot, sharding
+
+    model_config = config.query("train.model")
+    seq_len = int(config.query("train.seq_len", 256))
+    batch = int(config.query("train.batch_size", 8))
+    mesh = (config.query("train.mesh", None) or sharding.MeshConfig()).make(target.devices)
+    rules = tuple((str(k), v) for k, v in config.query("train.logical_axis_rules", sharding.FSDP))
+    model = nnx.eval_shape(lambda: build_unsharded(model_config, nnx.Rngs(0)))
+    generator = Generator(model, model_config, None, batch_size=batch, mesh=mesh, rules=rules)
+    start = time.perf_counter()
+    lowered = generator.lower_decode(seq_len // 2, seq_len - seq_len // 2)
+    memory, _ = aot.compile_lowered(
+        lowered, f"the decode loop on {target.name}", target.hbm_bytes_per_chip
+    )
+    return {
+        "per_chip_bytes": memory.as_dict(),
+        "batch": batch,
+        "prompt_tokens": seq_len // 2,
+        "new_tokens": seq_len - seq_len // 2,
+        "compile_s": round(time.perf_counter() - start, 2),
+    }
