@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from framework.cli.commands.validate import validate_run_file
 from framework.core import config
 from framework.launch import render, results, sweep
 
@@ -66,7 +67,7 @@ def test_tiny_lr_width_sweep_end_to_end_with_interruption(tmp_path, monkeypatch)
     assert len(data["grid"]) == 2 and all(len(v) == 2 for v in data["grid"].values())
     data["bindings"] = {**data.get("bindings", {}), **SMOKE}
     s = sweep.expand(data, source=str(SWEEP_FILE), default_name="tiny_lr_width")
-    sweep_dir = render.render(s)
+    sweep_dir = render.render(s, validate=validate_run_file)
     assert len(s.runs) == 4
 
     proc = _launch(tmp_path)
