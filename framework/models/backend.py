@@ -13,7 +13,8 @@ Rules, in order:
    for exactly one CPU device in one process, when its kernels are built. On TPUs, causal
    attention runs Pallas' flash-attention kernel (``jax.experimental.pallas.ops.tpu``), per
    device under ``shard_map`` (the partitioner cannot split a kernel), when the caller declared
-   the mesh. Every other program gets XLA's own ops (einsum, ``jax.nn.dot_product_attention``),
+   the mesh; on NVIDIA GPUs, bf16/fp16 causal attention is cuDNN's fused kernel. Every other
+   program gets XLA's own ops (einsum, ``jax.nn.dot_product_attention``),
    which the SPMD partitioner understands.
 
 This module is the only importer of ``framework.kernels`` (an import contract checks it).
@@ -180,6 +181,11 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> 
     target = current_target()
     if target.platform == "tpu" and target.mesh is not None:
         return _tpu_flash_attention(q, k, v, scale, target)
+    if target.platform == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] <= 128:
+        # cuDNN's fused attention (flash attention on Hopper), which jax partitions itself
+        return jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, scale=scale, implementation="cudnn"
+        )
     if not _cpu_kernels(q, k, v):
         return None
     from framework.kernels.cpu import attention

@@ -1,5 +1,8 @@
 """Compilation targets by the names the clouds use: TPU slices (``v5e-16``, ``v5litepod-16``,
-``v5p-8``, ``v6e-256``, ``v4-8``) as compile-only devices from libtpu, without a TPU.
+``v5p-8``, ``v6e-256``, ``v4-8``) as compile-only devices from libtpu, without a TPU; and GPU
+hosts (``h100x8``, ``h200x8``, ``a100x8``, several hosts as ``h100x8x4``) as compile-only devices
+from jax's CUDA plugin (``pip install 'jax[cuda12]'``), without a GPU, described by the device
+specs in ``gpu_specs/`` (what XLA's GPU compiler needs to know of the chip).
 
 Slice sizes count what Google Cloud counts: TensorCores for v4 and v5p (2 per chip), chips for
 v5e and v6e. A slice of N chips is laid out as the physical shape Google Cloud gives it (e.g.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from framework.core.errors import ConfigError
@@ -136,7 +140,10 @@ class CompileTarget:
 
 
 def compile_target(name: str, num_slices: int = 1) -> CompileTarget:
-    """The compile-only devices of the TPU slice ``name`` (times ``num_slices``)."""
+    """The compile-only devices of the TPU slice ``name`` (times ``num_slices``) or of the GPU
+    hosts ``name`` (``h100x8``)."""
+    if parse_gpu(name) is not None:
+        return gpu_compile_target(name)
     topology = parse(name, num_slices)
     found = devices(topology)
     chips = topology.chips * num_slices
@@ -144,3 +151,37 @@ def compile_target(name: str, num_slices: int = 1) -> CompileTarget:
     per_device = topology.hbm_bytes_per_chip * chips // max(1, len(found))
     label = name if num_slices == 1 else f"{num_slices}x {name}"
     return CompileTarget(label, found, chips, per_device)
+
+
+GPU_SPECS = Path(__file__).resolve().parent / "gpu_specs"
+_GPU_NAME = re.compile(r"^(h100|h200|a100)x(\d+)(?:x(\d+))?$")
+
+
+def parse_gpu(name: str) -> tuple[str, int, int] | None:
+    """``h100x8`` -> ("h100", 8 GPUs per host, 1 host); ``h100x8x4`` -> 4 hosts; else None."""
+    match = _GPU_NAME.match(name.strip().lower())
+    if not match:
+        return None
+    return match.group(1), int(match.group(2)), int(match.group(3) or 1)
+
+
+def gpu_compile_target(name: str) -> CompileTarget:
+    """The compile-only GPUs of ``name`` (``h100x8``), from jax's CUDA plugin."""
+    kind, per_host, hosts = parse_gpu(name)
+    spec = (GPU_SPECS / f"{kind}.txtpb").read_text()
+    # the plugin checks the CUDA installation when it starts; there is no GPU to check here
+    os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+    from jax.experimental import topologies
+
+    try:
+        desc = topologies.get_topology_desc(
+            kind, "cuda", target_config=spec, topology=f"1x{hosts}x{per_host}"
+        )
+    except Exception as error:  # noqa: BLE001 - the CUDA plugin missing or not started
+        raise ConfigError(
+            f"--topology {name}: jax cannot describe CUDA devices here ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); install jax's CUDA plugin "
+            "(pip install 'jax[cuda12]') and start the command with it importable"
+        ) from None
+    memory = int(re.search(r"device_memory_size:\s*(\d+)", spec).group(1))
+    return CompileTarget(name, list(desc.devices), per_host * hosts, memory)

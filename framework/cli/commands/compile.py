@@ -22,7 +22,9 @@ and compiled. Prints the memory per chip (XLA's memory_analysis: arguments + out
 with how much it needs.
 
 --topology takes slice names as Google Cloud spells them: v5e-16 (= v5litepod-16), v5p-8,
-v6e-256, v4-8 (v4 and v5p count TensorCores, two per chip; v5e and v6e count chips).
+v6e-256, v4-8 (v4 and v5p count TensorCores, two per chip; v5e and v6e count chips); GPU hosts
+as h100x8, h200x8, a100x8 (h100x8x4: four hosts), with jax's CUDA plugin installed
+(pip install "jax[cuda12]"; no GPU needed).
 
 examples:
   deepdive compile --gin_file experiments/pretrain/quickstart_tiny.gin --gin.MODEL_DIR='"x"' \\
