@@ -79,6 +79,12 @@ def test_same_program_on_one_cpu_device_uses_the_cpu_kernels():
     assert "deepdive_cpu_attention_fwd" in text and "deepdive_cpu_gemm" in text
 
 
+def assert_total_is_the_sum(memory: dict) -> None:
+    """The report's total is arguments + outputs - aliased + temp + code (the issue's formula)."""
+    parts = memory["arguments"] + memory["outputs"] - memory["aliased"]
+    assert memory["total"] == parts + memory["temp"] + memory["code"]
+
+
 def _compile_cli(tmp_path, *extra):
     import subprocess
     import sys
@@ -98,13 +104,7 @@ def test_compile_command_reports_per_chip_memory(v5e_2x2, tmp_path):
         "fits", "tokens_per_step", "compile_s",
     }  # fmt: skip
     memory = report["per_chip_bytes"]
-    assert memory["total"] == (
-        memory["arguments"]
-        + memory["outputs"]
-        - memory["aliased"]
-        + memory["temp"]
-        + memory["code"]
-    )
+    assert_total_is_the_sum(memory)
     assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"
     assert report["hbm_bytes_per_chip"] == 16 << 30 and report["fits"] is True
     assert report["tokens_per_step"] == 8 * 64 and sum(report["mesh"].values()) >= 4
@@ -150,12 +150,6 @@ def test_compile_decode_adds_the_sampler_loop(v5e_2x2, tmp_path):
     assert result.returncode == 0, result.stderr
     decode = json.loads(out.read_text())["decode"]
     memory = decode["per_chip_bytes"]
-    assert memory["total"] == (
-        memory["arguments"]
-        + memory["outputs"]
-        - memory["aliased"]
-        + memory["temp"]
-        + memory["code"]
-    )
+    assert_total_is_the_sum(memory)
     assert (decode["batch"], decode["prompt_tokens"], decode["new_tokens"]) == (8, 32, 32)
     assert "decode loop" in result.stdout
