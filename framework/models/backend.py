@@ -44,6 +44,7 @@ class Target:
     mesh: Any = dataclasses.field(default=None, compare=False)
     batch_axes: tuple[str, ...] = ()
     head_axes: tuple[str, ...] = ()
+    sequence_axes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, devices: Iterable[jax.Device]) -> Target:
@@ -68,12 +69,17 @@ def compiled_for(
     mesh: Any = None,
     batch_axes: Sequence[str] = (),
     head_axes: Sequence[str] = (),
+    sequence_axes: Sequence[str] = (),
 ) -> Callable:
     """``fn`` declared to be compiled for ``devices``: while it runs (while ``jax.jit`` traces
     it), every seam function decides its kernels for that target. ``mesh`` with the axes that
     split the batch and the attention heads lets per-device kernels run under ``shard_map``."""
     target = dataclasses.replace(
-        Target.of(devices), mesh=mesh, batch_axes=tuple(batch_axes), head_axes=tuple(head_axes)
+        Target.of(devices),
+        mesh=mesh,
+        batch_axes=tuple(batch_axes),
+        head_axes=tuple(head_axes),
+        sequence_axes=tuple(sequence_axes),
     )
 
     @functools.wraps(fn)
@@ -251,6 +257,21 @@ def decode_attention(
     from framework.kernels.cpu import attention
 
     return attention.decode_attention(q, cache_kt, cache_v, mask, limit, scale)
+
+
+def block_activation(x: jax.Array) -> jax.Array:
+    """The residual stream ``x [B, T, C]`` at a block boundary, laid out as the program's mesh
+    says: batch over the batch axes, the sequence over the axes a ``sequence`` rule names (none by
+    default), the embedding left to the partitioner. Pins the layout the partitioner would
+    otherwise re-decide per block; an identity when no mesh was declared."""
+    target = current_target()
+    if target.mesh is None or target.mesh.size == 1 or x.ndim != 3:
+        return x
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    free = PartitionSpec.UNCONSTRAINED
+    spec = PartitionSpec(target.batch_axes or None, target.sequence_axes or free, free)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(target.mesh, spec))
 
 
 def residual_boundary(x: jax.Array) -> jax.Array:

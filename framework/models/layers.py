@@ -568,8 +568,8 @@ def run_blocks(
 
     Returns the residual stream [B, T, C] and, with a ``cache``, every layer's updated (keys,
     values). ``remat``: a name of :data:`REMAT_POLICIES` (what each block keeps for the backward
-    pass; the rest is recomputed). Each block's input passes the backend's residual boundary (an
-    identity; see ``backend.residual_boundary``).
+    pass; the rest is recomputed). Each block's input is laid out over the mesh
+    (``backend.block_activation``) and passes the residual boundary (identities in value).
     """
     rematerialise, policy = remat_policy(remat)
     if not isinstance(blocks, Sequence):  # one module whose parameters are stacked per layer
@@ -577,7 +577,7 @@ def run_blocks(
     new_k, new_v = [], []
     for i, block in enumerate(blocks):
         kv = None if cache is None else (cache.k[i], cache.v[i])
-        x = backend.residual_boundary(x)
+        x = backend.residual_boundary(backend.block_activation(x))
         if rematerialise:
             x, kv = nnx.remat(type(block).__call__, policy=policy)(block, x, positions, ctx, kv)
         else:
@@ -608,7 +608,7 @@ def _scan_blocks(stack, x, positions, ctx, cache, rematerialise, policy):
     def body(x, layer):
         layer_state, kv = layer
         block = nnx.merge(graphdef, layer_state)
-        x = backend.residual_boundary(x)
+        x = backend.residual_boundary(backend.block_activation(x))
         x, kv = block(x, positions, ctx, kv)
         return x, (nnx.state(block), kv)
 

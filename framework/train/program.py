@@ -86,6 +86,7 @@ def build_program(
         mesh=mesh,
         batch_axes=sharding.mesh_axes_of("batch", mesh, rules),
         head_axes=sharding.mesh_axes_of("heads", mesh, rules),
+        sequence_axes=sharding.mesh_axes_of("sequence", mesh, rules),
     )
 
     def init_state(key):
