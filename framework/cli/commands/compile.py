@@ -11,7 +11,7 @@ from framework.cli import app as cli
 from framework.train import input as _input  # noqa: F401 - registers the data sources for gin
 from framework.train import loop as _loop  # noqa: F401 - registers train, sharding.MeshConfig
 
-HELP = "compile a training run for a TPU slice ahead of time: memory per chip, fits"
+HELP = "compile a training run for a TPU slice or GPU hosts ahead of time: memory per chip, fits"
 DESCRIPTION = """Compile the train step of a `deepdive train` configuration for a TPU slice this
 machine does not have (libtpu's compile-only devices: `pip install 'deepdive[tpu]'`).
 
@@ -26,11 +26,14 @@ v6e-256, v4-8 (v4 and v5p count TensorCores, two per chip; v5e and v6e count chi
 as h100x8, h200x8, a100x8 (h100x8x4: four hosts), with jax's CUDA plugin installed
 (pip install "jax[cuda12]"; no GPU needed).
 
+MODEL_DIR and the training data need not exist: nothing is read or written but --json.
+
 examples:
-  deepdive compile --gin_file experiments/pretrain/quickstart_tiny.gin --gin.MODEL_DIR='"x"' \\
-      --topology v5e-4
-  deepdive compile --gin_file experiments/bench/gpt2_124m.gin --gin.MODEL_DIR='"x"' \\
-      --gin_file experiments/mesh/tpu_v5e_8.gin --topology v5e-8 --json compile.json"""
+  deepdive compile --gin_file experiments/pretrain/llama2_7b.gin --topology v5p-8 --json out.json
+  deepdive compile --gin_file experiments/pretrain/llama2_7b.gin --topology v5e-16 \\
+      --gin.BATCH_SIZE=16 --decode
+  deepdive compile --gin_file experiments/bench/gpt2_124m.gin \\
+      --gin_file experiments/mesh/tpu_v5e_8.gin --topology v5e-8 --gin.BATCH_SIZE=8"""
 
 TOP_LEVEL = "train"
 
@@ -39,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_common_arguments(parser)
     parser.set_defaults(_default_gin_file="base/train.gin")
     parser.add_argument(
-        "--topology", required=True, metavar="NAME", help="TPU slice, e.g. v5e-16, v5p-8"
+        "--topology",
+        required=True,
+        metavar="NAME",
+        help="TPU slice (v5e-16, v5p-8) or GPUs (h100x8)",
     )
     parser.add_argument(
         "--num_slices", type=int, default=1, metavar="N", help="slices (multi-slice over DCN)"
