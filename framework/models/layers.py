@@ -610,13 +610,14 @@ def _scan_blocks(stack, x, positions, ctx, cache, rematerialise, policy):
         block = nnx.merge(graphdef, layer_state)
         x = backend.residual_boundary(backend.block_activation(x))
         x, kv = block(x, positions, ctx, kv)
-        return x, (nnx.state(block), kv)
+        return x, (nnx.state(block, nnx.Not(nnx.Param)), kv)
 
     if rematerialise:
         body = jax.checkpoint(body, policy=policy, prevent_cse=False)
     kv_in = None if cache is None else (cache.k, cache.v)
-    x, (new_state, kv_out) = jax.lax.scan(body, x, (state, kv_in))
-    nnx.update(stack, new_state)  # e.g. dropout's RNG counters
+    x, (changed, kv_out) = jax.lax.scan(body, x, (state, kv_in))
+    if jax.tree.leaves(changed):  # state a forward pass advances (dropout's RNG counters)
+        nnx.update(stack, changed)
     return x, kv_out
 
 

@@ -72,3 +72,15 @@ def test_scan_decodes_with_a_stacked_cache_like_the_unrolled_model(name):
         outs.append((logits, step))
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_scan_generates_the_same_tokens_through_the_compiled_decode_loop(name):
+    from framework.sample.generate import Generator
+
+    tokens = []
+    for model in stacked_copy(name):
+        generator = Generator(model, model.config, None, batch_size=2)  # greedy
+        done = generator.generate([[1, 2, 3], [4, 5]], max_new_tokens=6, seed=0)
+        tokens.append([c.tokens for c in done])
+    assert tokens[0] == tokens[1]
