@@ -17,7 +17,9 @@ def test_block_activation_is_an_identity_without_a_mesh():
 
 
 def test_block_activation_splits_the_batch_over_the_declared_axes():
-    mesh = sharding.MeshConfig(shape=(4, 2, 1)).make(jax.devices())  # data 4 x fsdp 2
+    mesh = sharding.MeshConfig(sharding.MESH_AXES, (4, 2, 1), 8).make(
+        jax.devices()
+    )  # data 4 x fsdp 2
     fn = backend.compiled_for(
         lambda x: backend.block_activation(x) * 2.0, jax.devices(), mesh=mesh,
         batch_axes=("data", "fsdp"),
@@ -34,7 +36,7 @@ def test_tpu_flash_attention_matches_xla_attention_in_interpret_mode():
     import pytest
 
     pltpu = pytest.importorskip("jax.experimental.pallas.tpu")
-    mesh = sharding.MeshConfig(shape=(2, 1, 1), num_devices=2).make(jax.devices())
+    mesh = sharding.MeshConfig(sharding.MESH_AXES, (2, 1, 1), 2).make(jax.devices())
     target = backend.Target("tpu", 2, 1, mesh=mesh, batch_axes=("data",))
     rng = np.random.default_rng(1)
     q = jnp.asarray(rng.standard_normal((2, 128, 4, 16)), jnp.float32)

@@ -34,7 +34,7 @@ def test_llama_train_step_compiles_for_h100x8_with_cudnn_attention():
     except ConfigError as error:  # the plugin could not start in this process
         pytest.skip(str(error))
     assert len(target.devices) == 8 and target.devices[0].platform == "gpu"
-    mesh = sharding.MeshConfig(shape=(1, -1, 1)).make(target.devices)
+    mesh = sharding.MeshConfig(sharding.MESH_AXES, (1, -1, 1), 8).make(target.devices)
     model = MODELS.get("llama")(vocab_size=512, max_seq_len=256, num_layers=2, num_heads=4,
                                 num_kv_heads=2, d_model=256, dtype="bfloat16")  # fmt: skip
     program = build_program(

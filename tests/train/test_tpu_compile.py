@@ -57,7 +57,9 @@ def test_train_step_compiles_for_tpu_with_cpu_kernels_enabled(plugin, v5e_2x2):
                     f"{build.unavailable_reason()}")  # fmt: skip
     assert backend.describe(jax.devices()[:1]).startswith("CPU kernels")  # on for this process
     assert {d.platform for d in v5e_2x2} == {"tpu"}
-    mesh = sharding.MeshConfig(shape=(1, -1, 1)).make(v5e_2x2)  # FSDP over the 4 chips
+    mesh = sharding.MeshConfig(sharding.MESH_AXES, (1, -1, 1), 4).make(
+        v5e_2x2
+    )  # FSDP over the 4 chips
     program = _program(plugin, mesh, compute_dtype=jax.numpy.bfloat16)
     state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
     lowered = program.train_step.lower(state, batch)
@@ -72,7 +74,7 @@ def test_same_program_on_one_cpu_device_uses_the_cpu_kernels():
     """The other half of the seam: compiled for one CPU device, the same step calls the kernels."""
     if build.unavailable_reason() is not None:
         pytest.skip(f"CPU kernels unavailable: {build.unavailable_reason()}")
-    mesh = sharding.MeshConfig(shape=(1, 1, 1)).make(jax.devices()[:1])
+    mesh = sharding.MeshConfig(sharding.MESH_AXES, (1, 1, 1), 1).make(jax.devices()[:1])
     program = _program("gpt2", mesh)
     state, batch = program.abstract_arguments(batch_size=2, seq_len=128)
     text = program.train_step.lower(state, batch).as_text()
@@ -138,7 +140,9 @@ def test_slice_names_as_google_cloud_counts_them(name, chips, libtpu):
 def test_tpu_program_runs_the_pallas_attention_kernel(plugin, v5e_2x2):
     """Compiled for a TPU, causal attention is Pallas' flash-attention kernel (a Mosaic custom
     call in the compiled program), per device under shard_map; on the CPU it is not."""
-    mesh = sharding.MeshConfig(shape=(2, 2, 1)).make(v5e_2x2)  # batch over data x fsdp
+    mesh = sharding.MeshConfig(sharding.MESH_AXES, (2, 2, 1), 4).make(
+        v5e_2x2
+    )  # batch over data x fsdp
     program = _program(plugin, mesh)
     state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
     compiled = program.train_step.lower(state, batch).compile()
