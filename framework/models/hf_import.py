@@ -156,15 +156,13 @@ def find_converter(hf: dict[str, Any], name: str | None = None) -> tuple[str, An
     if name is not None:
         return name, registry.CONVERTERS.build(name)
     archs = list(hf.get("architectures") or [])
-    for entry in registry.CONVERTERS.entries():
-        converter = registry.CONVERTERS.build(entry.name)
+    converters = {n: registry.CONVERTERS.build(n) for n in registry.CONVERTERS.names()}
+    for found, converter in converters.items():
         if set(archs) & set(converter.architectures) or (
             not archs and hf.get("model_type") in getattr(converter, "model_types", ())
         ):
-            return entry.name, converter
-    known = {
-        n: list(registry.CONVERTERS.build(n).architectures) for n in registry.CONVERTERS.names()
-    }
+            return found, converter
+    known = {n: list(c.architectures) for n, c in converters.items()}
     raise InputError(
         f"config.json: architecture {archs or hf.get('model_type')} has no converter; "
         f"registered: {known}"
