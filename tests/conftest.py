@@ -26,3 +26,14 @@ def _plugins_loaded():
     from framework.core import discovery
 
     discovery.load_plugins()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin_bindings():
+    """Each test starts and ends with no gin bindings: a test that parses a config must not
+    decide the defaults of classes (``sharding.MeshConfig``, models) built by later tests."""
+    import gin
+
+    gin.clear_config()
+    yield
+    gin.clear_config()

@@ -101,6 +101,13 @@ def current_target() -> Target:
     return Target(jax.default_backend(), jax.device_count(), jax.process_count())
 
 
+def layer_loop_unroll(num_layers: int) -> int:
+    """How many iterations of the scan over stacked layers to unroll: all of them on CPUs (where a
+    rolled loop costs a fifth of the step and compile time is small), none on accelerators (one
+    block in the program, so compile time and program size do not grow with depth)."""
+    return num_layers if current_target().platform == "cpu" else 1
+
+
 # ----------------------------------------------------------------------------------------------
 # Which kernels serve a target
 

@@ -179,7 +179,7 @@ def load(
 
     ``converter``: a ``converters`` plugin name (``hf_gpt2``); None finds it from config.json.
     ``expect``: the model plugin the caller wants ("gpt2"); a different one raises.
-    ``overrides``: config fields to set (e.g. ``dtype="bfloat16"``).
+    ``overrides``: config fields to set (e.g. ``compute_dtype="bfloat16"``).
     """
     from framework.core import registry
 

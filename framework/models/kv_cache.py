@@ -75,13 +75,13 @@ def _cache_geometry(model_config: Any) -> tuple[int, int, int]:
 def init_cache(model_config: Any, batch: int, max_len: int, dtype: Any = None) -> KVCache:
     """An empty cache for ``batch`` rows of up to ``max_len`` tokens.
 
-    ``dtype`` defaults to the model's compute dtype (``model_config.dtype``, e.g. "bfloat16").
+    ``dtype`` defaults to the model's compute dtype (``model_config.compute_dtype``).
     ``max_len`` may not exceed the model's context (``model_config.max_seq_len``) for models with
     learned positions; rotary models accept any length.
     """
     num_layers, num_kv_heads, head_dim = _cache_geometry(model_config)
     if dtype is None:
-        dtype = getattr(model_config, "dtype", "float32")
+        dtype = getattr(model_config, "compute_dtype", "float32")
     dtype = jnp.dtype(dtype)
     rows = batch * num_kv_heads
     if getattr(model_config, "scan_layers", False):  # stacked, as the scanned blocks read it

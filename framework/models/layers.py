@@ -8,14 +8,16 @@ Conventions
 -----------
 * Shapes: ``B`` batch, ``T`` new tokens, ``S`` key slots, ``C`` d_model, ``H`` query heads,
   ``K`` key/value heads, ``D`` head size, ``F`` MLP width, ``V`` vocabulary.
-* Parameters are stored in ``param_dtype`` (fp32) and cast to the compute ``dtype`` at use, so
-  bf16 training keeps fp32 master weights. Norm statistics, softmax, RoPE angles and logits are
-  computed in fp32.
+* One dtype policy, owned by the model config: parameters are stored in ``param_dtype`` (fp32
+  by default: bf16 training keeps fp32 master weights and optimizer moments; bf16 halves both)
+  and cast to ``compute_dtype`` at use (:func:`check_dtypes`, :func:`store_params_in`). Norm
+  statistics, softmax, RoPE angles and logits are computed in fp32 whatever the policy.
 * Every parameter carries logical axis names (``nnx.Param`` metadata ``out_sharding``), e.g. a
   QKV kernel is ``("embed", None, "heads", "head_dim")``. ``framework/train/sharding.py`` maps the
   logical names to mesh axes (``nnx.get_partition_spec`` under ``nnx.logical_axis_rules``).
   Logical names used here: ``vocab, embed, heads, kv_heads, head_dim, mlp, norm`` (None =
-  replicated; ``norm`` = norm scales/biases).
+  replicated; ``norm`` = norm scales/biases), and ``layers`` first on the stacked parameters
+  of :func:`stacked_blocks`.
 * Parameters are sharded eagerly at creation only when a mesh *and* logical-axis rules are both
   active (``jax.set_mesh(mesh)`` + ``nnx.logical_axis_rules(rules)``); otherwise they are plain
   arrays with the annotation kept as metadata, so models build anywhere (tests, ``eval_shape``).
@@ -75,6 +77,30 @@ def param(
         raise ValueError(f"parameter of shape {tuple(shape)} given {len(axes)} axis names {axes}")
     value = init(rngs.params(), tuple(shape), dtype)
     return nnx.Param(value, out_sharding=tuple(axes), eager_sharding=_eager_sharding())
+
+
+DTYPES = ("float32", "bfloat16")
+
+
+def check_dtypes(plugin: str, param_dtype: str, compute_dtype: str) -> None:
+    """Fail with one line naming the field unless both dtypes are ones the model supports."""
+    from framework.core.errors import ConfigError
+
+    for field, value in (("param_dtype", param_dtype), ("compute_dtype", compute_dtype)):
+        if value not in DTYPES:
+            raise ConfigError(f"models.{plugin}: {field}={value!r}; use one of {list(DTYPES)}")
+
+
+def store_params_in(module: nnx.Module, param_dtype: str) -> None:
+    """Store every floating-point parameter of ``module`` in ``param_dtype`` (initialisers draw
+    in fp32; a bf16 policy keeps their rounded values)."""
+    if jnp.dtype(param_dtype) == jnp.float32:
+        return
+    params = nnx.state(module, nnx.Param)
+    cast = jax.tree.map(
+        lambda x: x.astype(param_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params
+    )
+    nnx.update(module, cast)
 
 
 def dropout_rngs(rngs: nnx.Rngs) -> nnx.Rngs:
@@ -594,7 +620,10 @@ def stacked_blocks(make_block: Callable[[nnx.Rngs], nnx.Module], num_layers: int
     time and program size do not grow with depth."""
 
     @nnx.split_rngs(splits=num_layers)
-    @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=num_layers)
+    @nnx.vmap(
+        in_axes=(0,), out_axes=0, axis_size=num_layers,
+        transform_metadata={nnx.PARTITION_NAME: "layers"},  # axis names gain a leading `layers`
+    )  # fmt: skip
     def make(rngs: nnx.Rngs) -> nnx.Module:
         return make_block(rngs)
 
@@ -615,7 +644,8 @@ def _scan_blocks(stack, x, positions, ctx, cache, rematerialise, policy):
     if rematerialise:
         body = jax.checkpoint(body, policy=policy, prevent_cse=False)
     kv_in = None if cache is None else (cache.k, cache.v)
-    x, (changed, kv_out) = jax.lax.scan(body, x, (state, kv_in))
+    unroll = backend.layer_loop_unroll(jax.tree.leaves(state)[0].shape[0])
+    x, (changed, kv_out) = jax.lax.scan(body, x, (state, kv_in), unroll=unroll)
     if jax.tree.leaves(changed):  # state a forward pass advances (dropout's RNG counters)
         nnx.update(stack, changed)
     return x, kv_out

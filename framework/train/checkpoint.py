@@ -78,6 +78,11 @@ def plugin_name_of(model_config: Any) -> str:
     )
 
 
+# fields whose default changed since model.json files were first written: a missing field means
+# the old default (runs from before stacked layers were the default store their blocks per layer)
+LEGACY_MODEL_FIELDS = {"scan_layers": False}
+
+
 def read_model_config(model_dir: str | Path) -> tuple[str, Any]:
     """``(plugin_name, model_config)`` from ``MODEL_DIR/model.json``."""
     from framework.core import discovery, registry
@@ -98,6 +103,9 @@ def read_model_config(model_dir: str | Path) -> tuple[str, Any]:
         if dataclasses.is_dataclass(config_cls)
         else None
     )
+    fields = {**LEGACY_MODEL_FIELDS, **fields}
+    if "dtype" in fields:  # before the dtype policy: one compute dtype, fp32 parameters
+        fields.setdefault("compute_dtype", fields.pop("dtype"))
     kwargs = {}
     for key, value in fields.items():
         if names is not None and key not in names:
@@ -192,6 +200,79 @@ def restore(
     restored = mngr.restore(step, args=ocp.args.Composite(**items))
     opt_state = restored["opt_state"] if abstract_opt_state is not None else None
     return restored["params"], opt_state, dict(restored["meta"])
+
+
+# -- the two layouts of a model's blocks -----------------------------------------------------------
+# Scanned layers store each block parameter once, stacked on a leading layer axis
+# (``blocks/attn/qkv`` is ``[L, ...]``); unrolled layers store one entry per layer
+# (``blocks/<i>/attn/qkv``). A checkpoint written in one layout resumes in the other.
+
+STACKED, PER_LAYER = "stacked", "per_layer"
+
+
+def stored_blocks_layout(model_dir: str | Path, step: int) -> str | None:
+    """How checkpoint ``step`` stores the model's blocks: :data:`STACKED`, :data:`PER_LAYER`, or
+    None (no ``blocks``, or metadata orbax cannot read)."""
+    import orbax.checkpoint as ocp
+
+    directory = Path(model_dir).absolute() / CHECKPOINTS / str(step) / "params"
+    try:
+        tree = ocp.StandardCheckpointer().metadata(directory).item_metadata
+        blocks = tree["blocks"]
+    except (KeyError, TypeError, ValueError, FileNotFoundError):
+        return None
+    if not isinstance(blocks, dict) or not blocks:
+        return None
+    return PER_LAYER if all(str(k).isdigit() for k in blocks) else STACKED
+
+
+def _key_name(entry: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def relayout_blocks(tree: Any, target: Any) -> Any:
+    """``tree`` (params, or an optimizer state holding param-shaped trees) rearranged into the
+    structure of ``target`` (the same model in the other blocks layout): per-layer entries
+    stacked on a new leading axis, or a stacked entry split into layers. Leaves are placed on
+    ``target``'s shardings when its leaves carry them."""
+    import jax
+    import jax.numpy as jnp
+
+    source = {
+        tuple(_key_name(k) for k in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+    target_leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
+
+    def take(path: tuple[str, ...]) -> Any:
+        if path in source:
+            return source[path]
+        if "blocks" not in path:
+            raise InputError(f"checkpoint has no entry {'/'.join(path)}")
+        at = path.index("blocks") + 1
+        if at < len(path) and path[at].isdigit():  # per-layer target, stacked source
+            return source[path[:at] + path[at + 1 :]][int(path[at])]
+        layers_found = []  # stacked target, per-layer source
+        while path[:at] + (str(len(layers_found)),) + path[at:] in source:
+            layers_found.append(source[path[:at] + (str(len(layers_found)),) + path[at:]])
+        if not layers_found:
+            raise InputError(f"checkpoint has no entry {'/'.join(path)} in either layout")
+        return jnp.stack(layers_found)
+
+    leaves = []
+    for path, want in target_leaves:
+        value = take(tuple(_key_name(k) for k in path))
+        if tuple(value.shape) != tuple(want.shape):
+            raise InputError(
+                f"checkpoint entry {'/'.join(_key_name(k) for k in path)}: shape "
+                f"{tuple(value.shape)}, model wants {tuple(want.shape)}"
+            )
+        sharding = getattr(want, "sharding", None)
+        leaves.append(jax.device_put(value, sharding) if sharding is not None else value)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def abstract_of(tree: Any, sharding_tree: Any | None = None) -> Any:

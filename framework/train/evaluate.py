@@ -49,10 +49,9 @@ def evaluate_model(
     batch_size: int = 8,
     seq_len: int = 256,
     num_batches: int = 20,
-    compute_dtype: str = "float32",
 ) -> dict[str, float | None]:
     """Evaluate a loaded model (``checkpoint.load_for_inference``) on ``data``'s validation split,
-    on one device (for ``deepdive eval``)."""
+    on one device (for ``deepdive eval``), in the model's own compute dtype."""
     import jax
     from flax import nnx
 
@@ -60,7 +59,8 @@ def evaluate_model(
     from framework.train import step as train_state
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    eval_step = train_state.make_eval_step(graphdef, rest, train_state.parse_dtype(compute_dtype))
+    compute_dtype = jax.numpy.dtype(getattr(model.config, "compute_dtype", "float32"))
+    eval_step = train_state.make_eval_step(graphdef, rest, compute_dtype)
     step = jax.jit(backend.compiled_for(eval_step, jax.devices()[:1]))
     batches = [
         jax.numpy.asarray(b)
@@ -76,13 +76,12 @@ def evaluate_model(
 class EvalConfig:
     """``deepdive eval`` settings: the run, the window length (None: the model's context),
     batch size, how many batches (None: all windows of a text file, 50 for token shards) and
-    the compute dtype."""
+    the checkpoint step (None: the newest). The compute dtype is the run's (model.json)."""
 
     model_dir: str = ""
     seq_len: int | None = None
     batch_size: int = 8
     num_batches: int | None = None
-    compute_dtype: str = "float32"
     step: int | None = None
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import gin
 
 from framework.core.errors import ConfigError
-from framework.models import backend
+from framework.models import backend, layers
 from framework.train import input as data_lib
 from framework.train import sharding
 from framework.train.program import build_program
@@ -134,6 +134,47 @@ def check_shapes(model_config: Any, batch_size: int, seq_len: int, grad_accum_st
         )
 
 
+def _restore_any_layout(
+    mngr, step, model_dir, model, abstract_state, program, rules, seed, make_optimizer
+):
+    """Restore checkpoint ``step`` onto ``abstract_state`` (sharded ShapeDtypeStructs), whichever
+    layout its blocks were saved in (per layer, or stacked by scanned layers): a run started
+    before ``scan_layers`` became the default resumes, converted once, and saves the new layout."""
+    import dataclasses
+
+    import jax
+    from flax import nnx
+
+    from framework.train import checkpoint
+
+    stored = checkpoint.stored_blocks_layout(model_dir, step)
+    wanted = checkpoint.STACKED if getattr(model, "scan_layers", False) else checkpoint.PER_LAYER
+    if stored is None or stored == wanted or not dataclasses.is_dataclass(model):
+        return checkpoint.restore(mngr, step, abstract_state["params"], abstract_state["opt_state"])
+    as_saved = dataclasses.replace(model, scan_layers=stored == checkpoint.STACKED)
+    abstract = nnx.eval_shape(lambda: layers.build_unsharded(as_saved, nnx.Rngs(seed)))
+    saved_params = nnx.split(abstract, nnx.Param, ...)[1]
+    saved_state = {"params": saved_params,
+                   "opt_state": jax.eval_shape(make_optimizer(saved_params).init, saved_params)}  # fmt: skip
+    shardings = sharding.state_shardings(
+        {**saved_state, "step": abstract_state["step"]}, program.mesh, rules
+    )
+    saved_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), saved_state,
+        {"params": shardings["params"], "opt_state": shardings["opt_state"]},
+    )  # fmt: skip
+    params, opt_state, meta = checkpoint.restore(
+        mngr, step, saved_state["params"], saved_state["opt_state"]
+    )
+    print(f"checkpoint {step}: blocks saved {stored.replace('_', ' ')}, "
+          f"converted to {wanted.replace('_', ' ')}")  # fmt: skip
+    return (
+        checkpoint.relayout_blocks(params, abstract_state["params"]),
+        checkpoint.relayout_blocks(opt_state, abstract_state["opt_state"]),
+        meta,
+    )
+
+
 @gin.configurable("train", denylist=["parsed_config", "compile_for"])
 def train(
     model_dir: str = gin.REQUIRED,
@@ -153,7 +194,6 @@ def train(
     eps: float = 1e-8,
     grad_clip: float | None = 1.0,
     grad_accum_steps: int = 1,
-    compute_dtype: str = "float32",
     decay_exclude: str = DEFAULT_DECAY_EXCLUDE,
     seed: int = 0,
     log_every: int = 10,
@@ -192,23 +232,25 @@ def train(
     is_main = process_index == 0
     divisor = sharding.batch_divisor(mesh_obj, rules)
     check_shapes(model, batch_size, seq_len, grad_accum_steps, divisor, process_count)
-    dtype = train_state.parse_dtype(compute_dtype)
     name = _model_name(model)
 
     # -- abstract model, shardings, optimizer, compiled steps --------------------------------
     schedule_fn = train_state.learning_rate_schedule(
         learning_rate, train_steps, warmup_steps, schedule, min_lr_ratio, decay_steps
     )
+
+    def make_optimizer(params):  # the weight-decay mask depends on the parameters' names
+        return train_state.make_optimizer(
+            schedule_fn, params, weight_decay, b1, b2, eps, grad_clip, decay_exclude
+        )
+
     program = build_program(
         model,
         mesh_obj,
         rules,
         seed=seed,
-        optimizer=lambda params: train_state.make_optimizer(
-            schedule_fn, params, weight_decay, b1, b2, eps, grad_clip, decay_exclude
-        ),
+        optimizer=make_optimizer,
         grad_accum_steps=grad_accum_steps,
-        compute_dtype=dtype,
     )
     abstract_state, state_sharding = program.abstract_state, program.state_sharding
     abstract_params = abstract_state["params"]
@@ -240,8 +282,16 @@ def train(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             abstract_state, state_sharding,
         )  # fmt: skip
-        params, opt_state, meta = checkpoint.restore(
-            mngr, latest, abstract_with_sharding["params"], abstract_with_sharding["opt_state"]
+        params, opt_state, meta = _restore_any_layout(
+            mngr,
+            latest,
+            model_dir,
+            model,
+            abstract_with_sharding,
+            program,
+            rules,
+            seed,
+            make_optimizer,
         )
         start_step = int(meta["step"])
         state = {

@@ -59,13 +59,14 @@ def build_program(
     seed: int,
     optimizer: Callable[[Any], Any],
     grad_accum_steps: int = 1,
-    compute_dtype: Any = jnp.float32,
 ) -> TrainProgram:
     """The train and eval steps of ``model`` (a model plugin's config) over ``mesh``.
 
     ``optimizer(abstract_params)`` returns the optax transformation (it may inspect parameter
-    names, e.g. for the weight-decay mask).
+    names, e.g. for the weight-decay mask). The dtype policy is the model's
+    (``param_dtype``, ``compute_dtype``).
     """
+    compute_dtype = jnp.dtype(getattr(model, "compute_dtype", "float32"))
     abstract = nnx.eval_shape(lambda: layers.build_unsharded(model, nnx.Rngs(seed)))
     graphdef, abstract_params, abstract_rest = nnx.split(abstract, nnx.Param, ...)
     if jax.tree.leaves(abstract_rest):  # non-parameter state (e.g. buffers) needs real values

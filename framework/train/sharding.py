@@ -4,8 +4,9 @@ Rule semantics, stated first (what a rule list promises):
 
 * Parameters and activations name their dimensions with *logical* axes (``"vocab"``,
   ``"embed"``, ``"mlp"``, ``"heads"``, ``"kv_heads"``, ``"head_dim"``, ``"norm"``, ``"batch"``,
-  ``"sequence"``; ``None`` = no name). The names a model uses are set with
-  ``nnx.with_partitioning(init, names)``.
+  ``"sequence"``, and ``"layers"``, the leading axis of scanned blocks' stacked parameters, which
+  no preset splits; ``None`` = no name). A model sets the names as parameter metadata
+  (``framework/models/layers.py``).
 * ONE ordered list of rules ``(logical_axis, mesh_axes)`` maps them to mesh axes, where
   ``mesh_axes`` is a mesh axis name, a tuple of names (the dimension is split over their
   product) or ``None`` (replicate).
@@ -184,8 +185,6 @@ def state_shardings(state: Any, mesh: Any, rules: Rules) -> Any:
         value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
         names = variable_axes(leaf) if isinstance(leaf, nnx.Variable) else None
         shape = getattr(value, "shape", ())
-        if names is not None and len(names) == len(shape) - 1:
-            names = ("layers", *names)  # stacked by scanned layers (layers.stacked_blocks)
         if names is None or len(names) != len(shape):
             spec = jax.sharding.PartitionSpec()
         else:

@@ -1,9 +1,9 @@
 """The optimizer, learning-rate schedule, and the jitted train / eval steps (pure functions).
 
 The train state is a plain pytree ``{"params": nnx.State, "opt_state": optax state,
-"step": int32}``. Parameters stay float32; with ``compute_dtype="bfloat16"`` they are cast to
-bfloat16 inside the step (activations follow), while the loss, gradients and the AdamW update
-are float32. The loss is the mean next-token cross-entropy in nats.
+"step": int32}``. The model's dtype policy decides the rest: parameters (and so gradients and
+AdamW moments) in its ``param_dtype``, cast to its ``compute_dtype`` once inside the step
+(activations follow); the loss is always float32. The loss is the mean next-token cross-entropy in nats.
 
 Gradient accumulation splits the global batch into ``grad_accum_steps`` micro-batches summed
 with ``lax.scan`` (the same update as one big batch, in less memory).
@@ -151,11 +151,3 @@ def make_eval_step(graphdef: Any, rest: Any, compute_dtype: Any = jnp.float32):
         return loss_fn(params, rest, graphdef, batch, compute_dtype)
 
     return eval_step
-
-
-def parse_dtype(name: str) -> Any:
-    table = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16,
-             "bf16": jnp.bfloat16}  # fmt: skip
-    if name not in table:
-        raise ConfigError(f"train.compute_dtype {name!r}: expected float32 or bfloat16")
-    return table[name]

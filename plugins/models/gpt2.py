@@ -30,13 +30,18 @@ from framework.models.kv_cache import KVCache
 class GPT2Config(layers.PalmFlopsPerToken):
     """GPT-2 hyper-parameters (defaults: GPT-2 small, 124M parameters).
 
-    ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters are always fp32.
+    ``param_dtype`` / ``compute_dtype``: the dtype policy (``layers.check_dtypes``): how weights
+    are stored and what the matmuls run in; fp32/fp32 by default, fp32/bf16 for accelerators.
     ``attention_impl``: None (automatic: the blocked CPU kernel of ``framework/kernels/cpu/attention.py``
     for fp32 causal attention on one CPU device, else ``jax.nn.dot_product_attention``), "xla"
     (always ``jax.nn.dot_product_attention``), "cudnn" (flash attention on NVIDIA GPUs, plain
     causal training path) or "lowmem" (``layers.lowmem_attention``: keeps no T×T matrix for the
     backward pass, in XLA ops). ``remat``: what each block keeps for the backward pass, a name
     of ``layers.REMAT_POLICIES`` (``none``, ``full``, ``dots_saveable``, ...).
+    ``scan_layers`` (default True): the blocks' parameters stacked on a leading ``layers`` axis
+    and run by one ``lax.scan``, so compile time and program size do not grow with depth
+    (unrolled again on CPU targets, ``backend.layer_loop_unroll``); False: a module per layer.
+    Checkpoints of either layout resume in the other.
     ``dropout`` applies to the embeddings and to each residual branch (not to attention weights).
     """
 
@@ -49,10 +54,11 @@ class GPT2Config(layers.PalmFlopsPerToken):
     dropout: float = 0.0
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
-    dtype: str = "float32"
+    param_dtype: str = "float32"  # how parameters (and optimizer moments) are stored
+    compute_dtype: str = "float32"  # what the matmuls run in (bf16 on accelerators)
     attention_impl: str | None = None
     remat: str | bool = "none"  # layers.REMAT_POLICIES (True/False: "full"/"none")
-    scan_layers: bool = False  # one scanned block with stacked parameters (layers.stacked_blocks)
+    scan_layers: bool = True  # blocks stacked on a `layers` axis, one scanned block (see layers)
 
     def __post_init__(self):
         from framework.core.errors import ConfigError
@@ -71,11 +77,7 @@ class GPT2Config(layers.PalmFlopsPerToken):
                 f"models.gpt2: d_model={self.d_model} is not divisible by "
                 f"num_heads={self.num_heads}"
             )
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(
-                f"models.gpt2: dtype={self.dtype!r}; use 'float32' or 'bfloat16' "
-                "(compute dtype; parameters stay float32)"
-            )
+        layers.check_dtypes("gpt2", self.param_dtype, self.compute_dtype)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"models.gpt2: dropout={self.dropout} must be in [0, 1)")
 
@@ -128,7 +130,9 @@ class Block(nnx.Module):
         init = layers.normal(c.init_std)
         # GPT-2 scales the residual projections by 1/sqrt(2·L) at init.
         out_init = layers.normal(c.init_std / math.sqrt(2 * c.num_layers))
-        self.ln1 = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
+        self.ln1 = layers.LayerNorm(
+            c.d_model, eps=c.layer_norm_eps, dtype=c.compute_dtype, rngs=rngs
+        )
         self.attn = layers.CausalSelfAttention(
             c.d_model,
             c.num_heads,
@@ -136,18 +140,20 @@ class Block(nnx.Module):
             rope_theta=None,
             init=init,
             out_init=out_init,
-            dtype=c.dtype,
+            dtype=c.compute_dtype,
             implementation=c.attention_impl,
             rngs=rngs,
         )
-        self.ln2 = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
+        self.ln2 = layers.LayerNorm(
+            c.d_model, eps=c.layer_norm_eps, dtype=c.compute_dtype, rngs=rngs
+        )
         self.mlp = layers.GeluMLP(
             c.d_model,
             c.hidden_dim,
             use_bias=True,
             init=init,
             out_init=out_init,
-            dtype=c.dtype,
+            dtype=c.compute_dtype,
             rngs=rngs,
         )
         drop_rngs = layers.dropout_rngs(rngs)
@@ -170,16 +176,27 @@ class GPT2(nnx.Module):
         c = config
         self.config = config
         self.wte = layers.Embed(
-            c.vocab_size, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
+            c.vocab_size,
+            c.d_model,
+            init=layers.normal(c.init_std),
+            dtype=c.compute_dtype,
+            rngs=rngs,
         )
         self.wpe = layers.LearnedPositions(
-            c.max_seq_len, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
+            c.max_seq_len,
+            c.d_model,
+            init=layers.normal(c.init_std),
+            dtype=c.compute_dtype,
+            rngs=rngs,
         )
         if c.scan_layers:
             self.blocks = layers.stacked_blocks(lambda r: Block(c, rngs=r), c.num_layers, rngs)
         else:
             self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
-        self.ln_f = layers.LayerNorm(c.d_model, eps=c.layer_norm_eps, dtype=c.dtype, rngs=rngs)
+        self.ln_f = layers.LayerNorm(
+            c.d_model, eps=c.layer_norm_eps, dtype=c.compute_dtype, rngs=rngs
+        )
+        layers.store_params_in(self, c.param_dtype)
         drop_rngs = layers.dropout_rngs(rngs)
         self.dropout = nnx.Dropout(c.dropout, rngs=drop_rngs) if c.dropout > 0 else None
 

@@ -31,8 +31,9 @@ class LlamaConfig(layers.PalmFlopsPerToken):
 
     ``num_kv_heads``: None = num_heads (multi-head); 1 = multi-query. ``mlp_dim``: None = Meta's
     rule, ``multiple_of`` rounded up from 2/3 · 4 · d_model. ``max_seq_len`` is the context the
-    trainer and sampler check against (RoPE itself has no table). ``dtype`` is the compute dtype;
-    parameters are always fp32. ``attention_impl`` and ``remat`` as for ``gpt2``.
+    trainer and sampler check against (RoPE itself has no table). The dtype policy
+    (``param_dtype``, ``compute_dtype``), ``attention_impl``, ``remat`` and ``scan_layers`` are as
+    for ``gpt2``.
     """
 
     vocab_size: int = 32000
@@ -47,10 +48,11 @@ class LlamaConfig(layers.PalmFlopsPerToken):
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     init_std: float = 0.02
-    dtype: str = "float32"
+    param_dtype: str = "float32"  # how parameters (and optimizer moments) are stored
+    compute_dtype: str = "float32"  # what the matmuls run in (bf16 on accelerators)
     attention_impl: str | None = None
     remat: str | bool = "none"  # layers.REMAT_POLICIES (True/False: "full"/"none")
-    scan_layers: bool = False  # one scanned block with stacked parameters (layers.stacked_blocks)
+    scan_layers: bool = True  # blocks stacked on a `layers` axis, one scanned block (see layers)
 
     def __post_init__(self):
         from framework.core.errors import ConfigError
@@ -77,11 +79,7 @@ class LlamaConfig(layers.PalmFlopsPerToken):
             )
         if self.head_dim % 2:
             raise ConfigError(f"models.llama: head size {self.head_dim} must be even for RoPE")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(
-                f"models.llama: dtype={self.dtype!r}; use 'float32' or 'bfloat16' "
-                "(compute dtype; parameters stay float32)"
-            )
+        layers.check_dtypes("llama", self.param_dtype, self.compute_dtype)
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -127,7 +125,7 @@ class Block(nnx.Module):
         c = config
         init = layers.normal(c.init_std)
         out_init = layers.normal(c.init_std / math.sqrt(2 * c.num_layers))
-        self.norm1 = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
+        self.norm1 = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.compute_dtype, rngs=rngs)
         self.attn = layers.CausalSelfAttention(
             c.d_model,
             c.num_heads,
@@ -136,13 +134,13 @@ class Block(nnx.Module):
             rope_theta=c.rope_theta,
             init=init,
             out_init=out_init,
-            dtype=c.dtype,
+            dtype=c.compute_dtype,
             implementation=c.attention_impl,
             rngs=rngs,
         )
-        self.norm2 = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
+        self.norm2 = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.compute_dtype, rngs=rngs)
         self.mlp = layers.SwiGLU(
-            c.d_model, c.hidden_dim, init=init, out_init=out_init, dtype=c.dtype, rngs=rngs
+            c.d_model, c.hidden_dim, init=init, out_init=out_init, dtype=c.compute_dtype, rngs=rngs
         )
 
     def __call__(self, x, positions, ctx, kv=None):
@@ -159,13 +157,17 @@ class Llama(nnx.Module):
         c = config
         self.config = config
         self.embed = layers.Embed(
-            c.vocab_size, c.d_model, init=layers.normal(c.init_std), dtype=c.dtype, rngs=rngs
+            c.vocab_size,
+            c.d_model,
+            init=layers.normal(c.init_std),
+            dtype=c.compute_dtype,
+            rngs=rngs,
         )
         if c.scan_layers:
             self.blocks = layers.stacked_blocks(lambda r: Block(c, rngs=r), c.num_layers, rngs)
         else:
             self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
-        self.norm_f = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.dtype, rngs=rngs)
+        self.norm_f = layers.RMSNorm(c.d_model, eps=c.norm_eps, dtype=c.compute_dtype, rngs=rngs)
         self.lm_head = (
             None
             if c.tie_embeddings
@@ -173,6 +175,7 @@ class Llama(nnx.Module):
                 rngs, layers.normal(c.init_std), (c.d_model, c.vocab_size), ("embed", "vocab")
             )
         )
+        layers.store_params_in(self, c.param_dtype)
 
     def features(
         self,
@@ -207,7 +210,7 @@ class Llama(nnx.Module):
         """Hidden states ``[B, T, C]`` -> fp32 logits ``[B, T, V]``."""
         if self.lm_head is None:
             return self.embed.attend(x)
-        w = self.lm_head[...].astype(self.config.dtype)
+        w = self.lm_head[...].astype(self.config.compute_dtype)
         return layers.dense(x, w, preferred_element_type=jnp.float32)
 
     def __call__(

@@ -116,7 +116,7 @@ def test_convert_overwrite_replaces_checkpoints(hf_gpt2, byte_ranks, tmp_path):
     (output / "checkpoints" / "7").mkdir(parents=True)  # a stale later step would win on load
     assert _convert(hf_gpt2[0], byte_ranks, output, "--overwrite", "--dtype", "bfloat16") == 0
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["0"]
-    assert json.loads((output / "model.json").read_text())["config"]["dtype"] == "bfloat16"
+    assert json.loads((output / "model.json").read_text())["config"]["compute_dtype"] == "bfloat16"
 
 
 def test_sample_json_reports_the_length_asked_past_the_context(converted, capsys):

@@ -102,8 +102,8 @@ def test_llama_tied_multihead_import(torch_transformers, tmp_path):
 def test_bfloat16_compute_stays_close_to_fp32(hf_gpt2):
     folder, _ = hf_gpt2
     _, _, fp32 = hf_import.load(folder)
-    _, config, bf16 = hf_import.load(folder, dtype="bfloat16")
-    assert config.dtype == "bfloat16"
+    _, config, bf16 = hf_import.load(folder, compute_dtype="bfloat16")
+    assert config.compute_dtype == "bfloat16"
     tokens = jnp.asarray(np.random.default_rng(6).integers(0, 300, (2, 32)), jnp.int32)
     a, _ = fp32(tokens)
     b, _ = bf16(tokens)

@@ -6,6 +6,8 @@ forward pass, one row at a time, without a cache.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,8 +119,11 @@ def test_cache_geometry_follows_the_config():
     # rows = batch * kv_heads; keys [rows, head_dim, slots], values [rows, slots, head_dim]
     assert cache.k[0].shape == (3 * 2, 8, 20) and cache.k[0].dtype == jnp.bfloat16
     assert cache.v[0].shape == (3 * 2, 20, 8)
-    gpt2 = MODELS.get("gpt2")(**CONFIGS["gpt2"], dtype="bfloat16")
+    gpt2 = MODELS.get("gpt2")(**CONFIGS["gpt2"], compute_dtype="bfloat16")
     assert init_cache(gpt2, 1, 8).v[1].shape == (1 * 4, 8, 8)
     assert init_cache(gpt2, 1, 8).v[1].dtype == jnp.bfloat16  # default: compute dtype
     leaves = jax.tree.leaves(cache)
-    assert len(leaves) == 2 * 2 + 2  # a pytree of arrays: k, v per layer, valid, index
+    assert len(leaves) == 2 + 2  # a pytree of arrays: k, v stacked over layers, valid, index
+    assert cache.k.shape == (2, 3 * 2, 8, 20)  # [layers, rows, head_dim, slots]
+    per_layer = init_cache(dataclasses.replace(llama, scan_layers=False), 3, 20)
+    assert len(jax.tree.leaves(per_layer)) == 2 * 2 + 2  # k, v per layer, valid, index

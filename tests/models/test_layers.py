@@ -142,7 +142,7 @@ def test_mlps_match_numpy():
 # ----------------------------------------------------------------------------------------------
 # Logical axes
 
-LOGICAL = {"vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "norm", None}
+LOGICAL = {"vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "norm", "layers", None}
 
 
 @pytest.mark.parametrize(
@@ -154,10 +154,10 @@ LOGICAL = {"vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "norm", Non
             {
                 ("wte", "embedding"): ("vocab", "embed"),
                 ("wpe", "embedding"): (None, "embed"),
-                ("blocks", 0, "attn", "qkv"): ("embed", None, "heads", "head_dim"),
-                ("blocks", 0, "attn", "out"): ("heads", "head_dim", "embed"),
-                ("blocks", 0, "mlp", "fc"): ("embed", "mlp"),
-                ("blocks", 0, "mlp", "proj"): ("mlp", "embed"),
+                ("blocks", "attn", "qkv"): ("layers", "embed", None, "heads", "head_dim"),
+                ("blocks", "attn", "out"): ("layers", "heads", "head_dim", "embed"),
+                ("blocks", "mlp", "fc"): ("layers", "embed", "mlp"),
+                ("blocks", "mlp", "proj"): ("layers", "mlp", "embed"),
                 ("ln_f", "scale"): ("norm",),
             },
         ),
@@ -174,10 +174,10 @@ LOGICAL = {"vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "norm", Non
             ),
             {
                 ("embed", "embedding"): ("vocab", "embed"),
-                ("blocks", 0, "attn", "q"): ("embed", "heads", "head_dim"),
-                ("blocks", 0, "attn", "kv"): ("embed", None, "kv_heads", "head_dim"),
-                ("blocks", 0, "mlp", "gate_up"): ("embed", None, "mlp"),
-                ("blocks", 0, "mlp", "down"): ("mlp", "embed"),
+                ("blocks", "attn", "q"): ("layers", "embed", "heads", "head_dim"),
+                ("blocks", "attn", "kv"): ("layers", "embed", None, "kv_heads", "head_dim"),
+                ("blocks", "mlp", "gate_up"): ("layers", "embed", None, "mlp"),
+                ("blocks", "mlp", "down"): ("layers", "mlp", "embed"),
                 ("lm_head",): ("embed", "vocab"),
             },
         ),
@@ -206,17 +206,18 @@ def test_eager_sharding_under_a_mesh_and_flax_rules():
         ("kv_heads", "tensor"),
         ("head_dim", None),
         ("norm", None),
+        ("layers", None),
     )
     config = MODELS.get("gpt2")(
         vocab_size=64, max_seq_len=16, num_layers=1, num_heads=4, d_model=16
     )
     with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
         model = config.build(nnx.Rngs(0))
-    qkv = model.blocks[0].attn.qkv[...]
-    assert qkv.sharding.spec == jax.P("fsdp", None, "tensor", None)
+    qkv = model.blocks.attn.qkv[...]  # [L, C, 3, H, D], stacked layers
+    assert qkv.sharding.spec == jax.P(None, "fsdp", None, "tensor")
     assert model.wte.embedding[...].sharding.spec == jax.P("tensor", "fsdp")
     plain = config.build(nnx.Rngs(0))  # no mesh: plain single-device arrays, same values
-    np.testing.assert_array_equal(np.asarray(qkv), np.asarray(plain.blocks[0].attn.qkv[...]))
+    np.testing.assert_array_equal(np.asarray(qkv), np.asarray(plain.blocks.attn.qkv[...]))
 
 
 # ----------------------------------------------------------------------------------------------

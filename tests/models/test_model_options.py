@@ -59,7 +59,8 @@ def test_gpt2_dropout_is_active_in_train_mode_only():
     [
         ("gpt2", dict(d_model=30, num_heads=4), "not divisible"),
         ("gpt2", dict(num_layers=0), "num_layers must be positive"),
-        ("gpt2", dict(dtype="float64"), "dtype"),
+        ("gpt2", dict(compute_dtype="float64"), "compute_dtype"),
+        ("llama", dict(param_dtype="float16"), "param_dtype"),
         ("gpt2", dict(dropout=1.0), "dropout"),
         ("llama", dict(num_heads=4, num_kv_heads=3, d_model=16), "not a multiple"),
         ("llama", dict(num_heads=8, d_model=8), "even for RoPE"),

@@ -23,7 +23,7 @@ TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, 50, (2, 8)), jnp.int32
 
 def stacked_copy(name: str, **options):
     """(unrolled model, scanned model with the unrolled model's weights)."""
-    unrolled = MODELS.get(name)(**SMALL[name], **options).build(nnx.Rngs(0))
+    unrolled = MODELS.get(name)(**SMALL[name], **options, scan_layers=False).build(nnx.Rngs(0))
     scanned = MODELS.get(name)(**SMALL[name], **options, scan_layers=True).build(nnx.Rngs(1))
     flat = dict(nnx.to_flat_state(nnx.state(unrolled, nnx.Param)))
     target = dict(nnx.to_flat_state(nnx.state(scanned, nnx.Param)))
@@ -38,9 +38,20 @@ def stacked_copy(name: str, **options):
     return unrolled, scanned
 
 
+@pytest.fixture(params=["rolled", "unrolled"])
+def scan_loop(request, monkeypatch):
+    """Both ways the scan over stacked blocks is compiled: a rolled loop (accelerators) and fully
+    unrolled (CPU targets, ``backend.layer_loop_unroll``)."""
+    from framework.models import backend
+
+    if request.param == "rolled":
+        monkeypatch.setattr(backend, "layer_loop_unroll", lambda num_layers: 1)
+    return request.param
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
 @pytest.mark.parametrize("remat", ["none", "full"])
-def test_scan_gives_the_same_loss_and_gradients(name, remat):
+def test_scan_gives_the_same_loss_and_gradients(name, remat, scan_loop):
     results = []
     for model in stacked_copy(name, remat=remat):
         graphdef, params = nnx.split(model, nnx.Param)

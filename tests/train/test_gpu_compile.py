@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import jax
 import optax
 import pytest
 
@@ -36,9 +35,9 @@ def test_llama_train_step_compiles_for_h100x8_with_cudnn_attention():
     assert len(target.devices) == 8 and target.devices[0].platform == "gpu"
     mesh = sharding.MeshConfig(sharding.MESH_AXES, (1, -1, 1), 8).make(target.devices)
     model = MODELS.get("llama")(vocab_size=512, max_seq_len=256, num_layers=2, num_heads=4,
-                                num_kv_heads=2, d_model=256, dtype="bfloat16")  # fmt: skip
+                                num_kv_heads=2, d_model=256, compute_dtype="bfloat16")  # fmt: skip
     program = build_program(
-        model, mesh, sharding.FSDP, seed=0, compute_dtype=jax.numpy.bfloat16,
+        model, mesh, sharding.FSDP, seed=0,
         optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
     )  # fmt: skip
     state, batch = program.abstract_arguments(batch_size=8, seq_len=256)

@@ -34,7 +34,7 @@ def test_mesh_file_compiles_llama3_2_1b_for_its_slice(mesh_file, tmp_path):
         sys.executable, "-m", "framework", "compile", "--topology", topology_of(mesh_file),
         "--gin_file", "base/train.gin", "--gin_file", "models/llama3_2_1b.gin",
         "--gin_file", str(mesh_file), "--gin.models.llama.scan_layers=True",
-        "--gin.models.llama.dtype='bfloat16'", "--gin.models.llama.remat='full'",
+        "--gin.models.llama.compute_dtype='bfloat16'", "--gin.models.llama.remat='full'",
         "--gin.SEQ_LEN=2048", f"--gin.BATCH_SIZE={chips}", "--json", str(out),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -41,12 +41,12 @@ MODELS_UNDER_TEST = {
 }
 
 
-def _program(plugin: str, mesh, **options):
+def _program(plugin: str, mesh, **model_options):
     """The real train program (deepdive train's optimizer) of a small ``plugin`` over ``mesh``."""
     return build_program(
-        MODELS.get(plugin)(**MODELS_UNDER_TEST[plugin]), mesh, sharding.FSDP, seed=0,
+        MODELS.get(plugin)(**{**MODELS_UNDER_TEST[plugin], **model_options}), mesh,
+        sharding.FSDP, seed=0,
         optimizer=lambda params: step.make_optimizer(optax.constant_schedule(1e-3), params),
-        **options,
     )  # fmt: skip
 
 
@@ -60,7 +60,7 @@ def test_train_step_compiles_for_tpu_with_cpu_kernels_enabled(plugin, v5e_2x2):
     mesh = sharding.MeshConfig(sharding.MESH_AXES, (1, -1, 1), 4).make(
         v5e_2x2
     )  # FSDP over the 4 chips
-    program = _program(plugin, mesh, compute_dtype=jax.numpy.bfloat16)
+    program = _program(plugin, mesh, compute_dtype="bfloat16")
     state, batch = program.abstract_arguments(batch_size=8, seq_len=128)
     lowered = program.train_step.lower(state, batch)
     assert "deepdive_cpu" not in lowered.as_text()  # no CPU custom call in a TPU program

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16"],
-        help="compute dtype recorded in model.json (parameters are stored as float32)",
+        help="compute dtype recorded in model.json (models.*.compute_dtype; parameters are "
+        "stored as float32)",
     )
     parser.add_argument(
         "--overwrite",
@@ -84,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         (output / "COMPLETED").unlink(missing_ok=True)
 
     tokenizer = load_tokenizer(args.tokenizer)
-    plugin, model_config, model = hf_import.load(hf_dir, converter=args.source, dtype=args.dtype)
+    plugin, model_config, model = hf_import.load(
+        hf_dir, converter=args.source, compute_dtype=args.dtype
+    )
     if tokenizer.vocab_size > model_config.vocab_size:
         raise InputError(
             f"--tokenizer {args.tokenizer}: {tokenizer.vocab_size} token ids do not fit the "

@@ -113,9 +113,7 @@ def run(args: argparse.Namespace) -> int:
         data = Split(shards, args.split)
         num_batches = config.num_batches or 50
         source = f"{args.tokens} [{args.split}]"
-    result = evaluate.evaluate_model(
-        model, data, config.batch_size, seq_len, num_batches, config.compute_dtype
-    )
+    result = evaluate.evaluate_model(model, data, config.batch_size, seq_len, num_batches)
     elapsed = time.perf_counter() - began
     result.update(
         model_dir=str(config.model_dir), step=step, source=source, seq_len=seq_len,
