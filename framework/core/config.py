@@ -28,7 +28,7 @@ from typing import Any
 
 import gin
 
-from framework.core import registry
+from framework.core import paths, registry
 from framework.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -241,7 +241,7 @@ def _git_sha() -> str | None:
 
 def write_run_files(run_dir: str | os.PathLike, parsed: ParsedConfig, **extra: Any) -> None:
     """Write ``config.gin`` and ``run_manifest.json`` into ``run_dir`` (created if needed)."""
-    run_dir = Path(run_dir)
+    run_dir = paths.as_path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.gin").write_text(gin.config_str())
     origins = {}

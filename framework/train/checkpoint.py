@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
-from pathlib import Path
+import tempfile
 from typing import Any
 
+from framework.core import paths
 from framework.core.errors import InputError
+from framework.core.paths import PathLike
 from framework.models import layers
 
 CHECKPOINTS = "checkpoints"
@@ -53,11 +56,9 @@ def model_config_dict(model_config: Any) -> dict[str, Any]:
     return {k: _plain(v) for k, v in fields.items() if not k.startswith("_")}
 
 
-def write_model_json(model_dir: str | Path, plugin_name: str, model_config: Any) -> None:
-    path = Path(model_dir) / MODEL_JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_model_json(model_dir: PathLike, plugin_name: str, model_config: Any) -> None:
     body = {"plugin": plugin_name, "config": model_config_dict(model_config)}
-    path.write_text(json.dumps(body, indent=2) + "\n")
+    paths.write_text(paths.as_path(model_dir) / MODEL_JSON, json.dumps(body, indent=2) + "\n")
 
 
 def plugin_name_of(model_config: Any) -> str:
@@ -83,12 +84,12 @@ def plugin_name_of(model_config: Any) -> str:
 LEGACY_MODEL_FIELDS = {"scan_layers": False}
 
 
-def read_model_config(model_dir: str | Path) -> tuple[str, Any]:
+def read_model_config(model_dir: PathLike) -> tuple[str, Any]:
     """``(plugin_name, model_config)`` from ``MODEL_DIR/model.json``."""
     from framework.core import discovery, registry
 
-    path = Path(model_dir) / MODEL_JSON
-    if not path.is_file():
+    path = paths.as_path(model_dir) / MODEL_JSON
+    if not path.exists():
         raise InputError(f"{path}: not found; is {model_dir} a deepdive run directory?")
     try:
         body = json.loads(path.read_text())
@@ -117,43 +118,62 @@ def read_model_config(model_dir: str | Path) -> tuple[str, Any]:
 # -- tokenizer copy ------------------------------------------------------------------------------
 
 
-def copy_tokenizer(tokenizer_path: str | Path | None, model_dir: str | Path) -> Path | None:
+def copy_tokenizer(tokenizer_path: PathLike | None, model_dir: PathLike) -> Any:
     """Copy a tokenizer directory (or a ``.tiktoken`` rank file, saved as a directory) into
-    ``MODEL_DIR/tokenizer``."""
+    ``MODEL_DIR/tokenizer``; either may be a bucket URL."""
     if tokenizer_path is None:
         return None
-    source, target = Path(tokenizer_path), Path(model_dir) / TOKENIZER_DIR
-    if source.resolve() == target.resolve():
+    source = paths.as_path(tokenizer_path)
+    target = paths.as_path(model_dir) / TOKENIZER_DIR
+    if str(source) == str(target):
         return target
-    if target.exists():
-        shutil.rmtree(target)
     if source.is_dir():
-        shutil.copytree(source, target)
-    elif source.is_file():
+        paths.copy_tree(source, target)
+    elif source.exists():
         from framework.tokenize.files import load_tokenizer
 
-        load_tokenizer(str(source)).save(str(target))
+        save_tokenizer(load_tokenizer(str(tokenizer_path)), model_dir)
     else:
         raise InputError(f"tokenizer {source}: not found")
     return target
 
 
-def save_tokenizer(tokenizer: Any, model_dir: str | Path) -> Path:
-    target = Path(model_dir) / TOKENIZER_DIR
-    if target.exists():
-        shutil.rmtree(target)
-    tokenizer.save(str(target))
+def save_tokenizer(tokenizer: Any, model_dir: PathLike) -> Any:
+    """Save ``tokenizer`` as ``MODEL_DIR/tokenizer`` (staged locally for a bucket run)."""
+    target = paths.as_path(model_dir) / TOKENIZER_DIR
+    if not paths.is_url(target):
+        if target.exists():
+            shutil.rmtree(target)
+        tokenizer.save(str(target))
+        return target
+    with tempfile.TemporaryDirectory(prefix="deepdive-tokenizer-") as staging:
+        tokenizer.save(os.path.join(staging, TOKENIZER_DIR))
+        paths.copy_tree(os.path.join(staging, TOKENIZER_DIR), target)
     return target
+
+
+def load_run_tokenizer(model_dir: PathLike) -> Any:
+    """The tokenizer saved in ``MODEL_DIR/tokenizer`` (None when the run has none)."""
+    folder = paths.as_path(model_dir) / TOKENIZER_DIR
+    if not folder.is_dir():
+        return None
+    from framework.tokenize.files import load_tokenizer
+
+    local = paths.local_copy(folder)
+    try:
+        return load_tokenizer(local)
+    finally:
+        paths.remove_local_copy(local, folder)
 
 
 # -- orbax ---------------------------------------------------------------------------------------
 
 
-def manager(model_dir: str | Path, max_to_keep: int | None = 3, asynchronous: bool = True):
+def manager(model_dir: PathLike, max_to_keep: int | None = 3, asynchronous: bool = True):
     """The orbax CheckpointManager of ``MODEL_DIR/checkpoints`` (items params/opt_state/meta)."""
     import orbax.checkpoint as ocp
 
-    directory = (Path(model_dir) / CHECKPOINTS).absolute()
+    directory = paths.as_path(model_dir) / CHECKPOINTS
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         enable_async_checkpointing=asynchronous,
@@ -210,12 +230,12 @@ def restore(
 STACKED, PER_LAYER = "stacked", "per_layer"
 
 
-def stored_blocks_layout(model_dir: str | Path, step: int) -> str | None:
+def stored_blocks_layout(model_dir: PathLike, step: int) -> str | None:
     """How checkpoint ``step`` stores the model's blocks: :data:`STACKED`, :data:`PER_LAYER`, or
     None (no ``blocks``, or metadata orbax cannot read)."""
     import orbax.checkpoint as ocp
 
-    directory = Path(model_dir).absolute() / CHECKPOINTS / str(step) / "params"
+    directory = paths.as_path(model_dir) / CHECKPOINTS / str(step) / "params"
     try:
         tree = ocp.StandardCheckpointer().metadata(directory).item_metadata
         blocks = tree["blocks"]
@@ -289,22 +309,85 @@ def abstract_of(tree: Any, sharding_tree: Any | None = None) -> Any:
     )
 
 
+# -- damaged checkpoints --------------------------------------------------------------------------
+# A storage glitch or a partial upload can leave a finalised step that does not restore. The
+# trainer moves such a step aside (renamed, never deleted) and resumes from the one before;
+# readers (sample, eval, convert) refuse it, naming the steps that do load.
+
+DAMAGED_SUFFIX = ".damaged"
+
+
+def describe_failure(error: BaseException) -> str:
+    """The first line of what restoring raised, short enough for a one-line message."""
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:160]
+
+
+def move_aside(model_dir: PathLike, step: int) -> str:
+    """Rename ``checkpoints/<step>`` to ``checkpoints/<step>.damaged`` (``.damaged-2``, ... when
+    taken) so orbax no longer lists it; returns the new path."""
+    folder = paths.as_path(model_dir) / CHECKPOINTS
+    target = folder / f"{step}{DAMAGED_SUFFIX}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{step}{DAMAGED_SUFFIX}-{n}"
+    (folder / str(step)).rename(target)
+    return str(target)
+
+
+def readable(model_dir: PathLike, step: int) -> bool:
+    """Whether every array of checkpoint ``step`` reads back, as saved (no model needed): tells
+    a damaged step from one that does not fit the model being restored into it."""
+    import orbax.checkpoint as ocp
+
+    folder = paths.as_path(model_dir) / CHECKPOINTS / str(step)
+    items = [folder / name for name in ("params", "opt_state") if (folder / name).exists()]
+    try:
+        with ocp.StandardCheckpointer() as reader:
+            for item in items:
+                reader.restore(item)
+    except Exception:  # noqa: BLE001 - any failure to read the bytes is damage
+        return False
+    return bool(items)
+
+
+def _single_device_target(abstract_params: Any) -> Any:
+    import jax
+
+    device = jax.local_devices()[0]
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(
+            x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+        ),
+        abstract_params,
+    )
+
+
+def _restores(mngr: Any, step: int, target: Any) -> bool:
+    try:
+        restore(mngr, step, target)
+    except Exception:  # noqa: BLE001 - any failure to read the step counts as damage
+        return False
+    return True
+
+
 # -- inference runs ------------------------------------------------------------------------------
 
 
 def write_inference_run(
-    model_dir: str | Path,
+    model_dir: PathLike,
     plugin_name: str,
     model_config: Any,
     model: Any,
-    tokenizer_path: str | Path | None,
+    tokenizer_path: PathLike | None,
 ) -> None:
     """Make ``model_dir`` a run directory holding ``model`` (step 0) that ``deepdive sample`` and
     ``deepdive eval`` can use: model.json, tokenizer/, checkpoints/0/, COMPLETED."""
     import jax
     from flax import nnx
 
-    model_dir = Path(model_dir)
+    model_dir = paths.as_path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     write_model_json(model_dir, plugin_name, model_config)
     copy_tokenizer(tokenizer_path, model_dir)
@@ -317,9 +400,9 @@ def write_inference_run(
     (model_dir / "COMPLETED").write_text("step 0\n")
 
 
-def latest_step(model_dir: str | Path) -> int | None:
+def latest_step(model_dir: PathLike) -> int | None:
     """The newest finalised checkpoint step under ``MODEL_DIR/checkpoints`` (None when none)."""
-    directory = Path(model_dir) / CHECKPOINTS
+    directory = paths.as_path(model_dir) / CHECKPOINTS
     if not directory.is_dir():
         return None
     mngr = manager(model_dir, asynchronous=False)
@@ -329,19 +412,20 @@ def latest_step(model_dir: str | Path) -> int | None:
         mngr.close()
 
 
-def load_for_inference(model_dir: str | Path, step: int | None = None):
+def load_for_inference(model_dir: PathLike, step: int | None = None):
     """``(model, tokenizer, model_config, step)`` from a run directory: the model rebuilt from
     model.json, its parameters from the newest (or the given) checkpoint, the tokenizer from
-    ``MODEL_DIR/tokenizer`` (None when the run has none)."""
-    import jax
+    ``MODEL_DIR/tokenizer`` (None when the run has none). A checkpoint that does not restore
+    is an :class:`InputError` naming it and the steps that do."""
     from flax import nnx
 
-    model_dir = Path(model_dir)
+    model_dir = paths.as_path(model_dir)
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: no such run directory")
     plugin, model_config = read_model_config(model_dir)
     abstract = nnx.eval_shape(lambda: layers.build_unsharded(model_config, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
+    target = _single_device_target(abstract_params)
     mngr = manager(model_dir, asynchronous=False)
     try:
         steps = mngr.all_steps()
@@ -353,21 +437,19 @@ def load_for_inference(model_dir: str | Path, step: int | None = None):
             raise InputError(
                 f"{model_dir}: no checkpoint for step {step}; available: {sorted(steps)}"
             )
-        device = jax.local_devices()[0]
-        target = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(
-                x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
-            ),
-            abstract_params,
-        )
-        params, _, _ = restore(mngr, step, target)
+        try:
+            params, _, _ = restore(mngr, step, target)
+        except Exception as error:  # noqa: BLE001 - a damaged step: say which, and what loads
+            good = [
+                s for s in sorted(steps, reverse=True) if s != step and _restores(mngr, s, target)
+            ]
+            hint = (f"steps that load: {', '.join(map(str, good))} (--step N)" if good
+                    else "no other step loads")  # fmt: skip
+            raise InputError(
+                f"{model_dir}: checkpoint {step} is damaged ({describe_failure(error)}); {hint}"
+            ) from None
     finally:
         mngr.close()
     model = layers.build_unsharded(model_config, nnx.Rngs(0))  # non-param state, then params
     nnx.update(model, params)
-    tokenizer = None
-    if (model_dir / TOKENIZER_DIR).is_dir():
-        from framework.tokenize.files import load_tokenizer
-
-        tokenizer = load_tokenizer(str(model_dir / TOKENIZER_DIR))
-    return model, tokenizer, model_config, step
+    return model, load_run_tokenizer(model_dir), model_config, step

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import gin
 
-from framework.core.errors import ConfigError
+from framework.core import paths
+from framework.core.errors import ConfigError, InputError
 from framework.models import backend, layers
 from framework.train import input as data_lib
-from framework.train import sharding
+from framework.train import lease, sharding
 from framework.train.program import build_program
 from framework.train.step import DEFAULT_DECAY_EXCLUDE
 
@@ -222,7 +222,7 @@ def train(
     from framework.train import checkpoint, evaluate, metrics
     from framework.train import step as train_state
 
-    model_dir = Path(model_dir).absolute()
+    model_dir = paths.as_path(model_dir)
     mesh_config = mesh or sharding.MeshConfig()
     rules = tuple((str(k), v) for k, v in logical_axis_rules)
     mesh_obj = mesh_config.make(None if compile_for is None else compile_for.devices)
@@ -269,176 +269,199 @@ def train(
             seq_len=seq_len,
         )
 
-    # -- resume or start ---------------------------------------------------------------------
-    mngr = checkpoint.manager(model_dir, max_to_keep=keep_checkpoints)
-    latest = mngr.latest_step()
-    data_iter = data.train_iterator(
-        batch_size, seq_len, seed, process_index, process_count,
-        vocab_size=getattr(model, "vocab_size", None),
-    )  # fmt: skip
-    rng = jax.random.key(seed)
-    if latest is not None:
-        abstract_with_sharding = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            abstract_state, state_sharding,
-        )  # fmt: skip
-        params, opt_state, meta = _restore_any_layout(
-            mngr,
-            latest,
-            model_dir,
-            model,
-            abstract_with_sharding,
-            program,
-            rules,
-            seed,
-            make_optimizer,
-        )
-        start_step = int(meta["step"])
-        state = {
-            "params": params,
-            "opt_state": opt_state,
-            "step": jax.device_put(jnp.asarray(start_step, jnp.int32), replicated),
-        }
-        if "rng" in meta:
-            rng = jax.random.wrap_key_data(jnp.asarray(meta["rng"], jnp.uint32))
-        if meta.get("data") is not None:
-            data_iter.set_state(meta["data"])
-    else:
-        start_step = 0
-        state = program.init_state(rng)
-    if start_step >= train_steps and (model_dir / "COMPLETED").exists():
-        mngr.close()
-        if is_main:
-            print(f"{model_dir}: already trained to step {start_step} (COMPLETED)", flush=True)
-        return {"step": start_step}
-
-    # -- run files ---------------------------------------------------------------------------
-    spec = distributed.ClusterSpec(None, process_count, process_index, "jax")
-    if is_main:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        if parsed_config is not None:
-            config.write_run_files(
-                model_dir, parsed_config,
-                mesh={k: int(v) for k, v in mesh_obj.shape.items()},
-                logical_axis_rules=[list(r) for r in rules], model_plugin=name,
-                devices=jax.device_count(), processes=process_count, resumed_from=latest,
-            )  # fmt: skip
-        checkpoint.write_model_json(model_dir, name, model)
-        if getattr(data, "tokenizer", None) is not None:
-            checkpoint.save_tokenizer(data.tokenizer, model_dir)
-        elif getattr(data, "tokenizer_path", None):
-            checkpoint.copy_tokenizer(data.tokenizer_path, model_dir)
-        print(distributed.banner(mesh_obj, spec), flush=True)
-        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
-        print(
-            f"model {name}: {n_params:,} parameters; data: {data.describe()}; "
-            f"batch {batch_size} x seq {seq_len}; steps {start_step}->{train_steps}"
-            + (f" (resumed from checkpoint {latest})" if latest is not None else ""),
-            flush=True,
-        )
-        print(f"kernels: {backend.describe(devices)}", flush=True)
-
-    flops_per_token = metrics.model_flops_per_token(model, seq_len)
-    peak, _peak_source = metrics.peak_flops_per_device()
-    writer = metrics.MetricsWriter(model_dir, resume_step=start_step, enabled=is_main)
-    bar = metrics.Progress(train_steps, start_step, enabled=is_main and progress)
-    val_batches = None
-    bytes_per_token = data.bytes_per_token() if eval_every else None
-
-    def global_batch(local: np.ndarray) -> jax.Array:
-        return jax.make_array_from_process_local_data(
-            batch_shard, local, (batch_size, local.shape[1])
-        )
-
-    def run_eval(params) -> dict[str, Any]:
-        nonlocal val_batches
-        if val_batches is None:
-            local = data.eval_batches(
-                batch_size, seq_len, eval_batches, process_index, process_count,
-                vocab_size=getattr(model, "vocab_size", None),
-            )  # fmt: skip
-            val_batches = [global_batch(b) for b in local]
-        return evaluate.evaluate(eval_fn, params, val_batches, bytes_per_token)
-
-    def save(step: int, force: bool = False) -> None:
-        meta = {
-            "step": step,
-            "rng": np.asarray(jax.random.key_data(rng)).tolist(),
-            "data": data_iter.get_state(),
-        }
-        checkpoint.save(mngr, step, state["params"], meta, state["opt_state"], force=force)
-
-    pending: list[tuple[int, dict]] = []  # (step, device metrics) not yet checked on the host
-    last: dict[str, Any] = {"step": start_step}
-    tokens_per_step = batch_size * seq_len
-    window_start, window_steps = time.perf_counter(), 0
-
-    def flush(step: int) -> dict[str, Any]:
-        """Fetch pending metrics, stop on a non-finite one, return the newest row."""
-        nonlocal pending
-        fetched = [(s, jax.device_get(m)) for s, m in pending]
-        pending = []
-        for s, m in fetched:
-            loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
-            if not (np.isfinite(loss) and np.isfinite(grad_norm)):
-                raise NonFiniteError(
-                    f"non-finite {'loss' if not np.isfinite(loss) else 'gradient norm'} at "
-                    f"step {s} (loss {loss}, grad_norm {grad_norm}); stopped without saving: the "
-                    f"newest checkpoint ({mngr.latest_step()}) is the last good one. Lower "
-                    f"train.learning_rate or set train.grad_clip."
-                )
-        s, m = fetched[-1]
-        return {"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])}
-
-    profiler = _ProfileWindow(profile_steps, model_dir / "profile")
-    step = bar_step = start_step
+    # one writer per run directory: a second `deepdive train` on it stops here (lease.py)
+    held = lease.acquire(model_dir).start_heartbeat() if is_main else None
     try:
-        with _SignalFlag() as stop:
-            while step < train_steps:
-                local = next(data_iter)
-                profiler.before(step)
-                state, step_metrics = step_fn(state, global_batch(local))
-                step += 1
-                profiler.after(step, state)
-                window_steps += 1
-                pending.append((step, step_metrics))
-                if step == start_step + 1 and is_main and parsed_config is not None:
-                    (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
-                do_log = step % log_every == 0 or step == train_steps or step == start_step + 1
-                do_eval = bool(eval_every) and (step % eval_every == 0 or step == train_steps)
-                do_ckpt = step % checkpoint_every == 0 or step == train_steps
-                if do_log or do_eval or do_ckpt or stop.signum is not None:
-                    row = flush(step)
-                    elapsed = time.perf_counter() - window_start
-                    tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
-                    row["lr"] = float(schedule_fn(step - 1))
-                    row["tokens_per_s"] = tps
-                    row["mfu"] = metrics.mfu(tps, flops_per_token, jax.device_count(), peak)
-                    if do_eval:
-                        row.update(run_eval(state["params"]))
-                    if do_log or do_eval:
-                        writer.write(row)
-                        last = row
-                        bar.update(step - bar_step, loss=row["loss"], tok_s=f"{tps:,.0f}")
-                        bar_step = step
+        # -- resume or start ---------------------------------------------------------------------
+        mngr = checkpoint.manager(model_dir, max_to_keep=keep_checkpoints)
+        latest = mngr.latest_step()
+        data_iter = data.train_iterator(
+            batch_size, seq_len, seed, process_index, process_count,
+            vocab_size=getattr(model, "vocab_size", None),
+        )  # fmt: skip
+        rng = jax.random.key(seed)
+        if latest is not None:
+            abstract_with_sharding = jax.tree.map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                abstract_state, state_sharding,
+            )  # fmt: skip
+            while True:  # the newest checkpoint that restores; damaged ones are moved aside
+                try:
+                    params, opt_state, meta = _restore_any_layout(
+                        mngr, latest, model_dir, model, abstract_with_sharding, program, rules,
+                        seed, make_optimizer,
+                    )  # fmt: skip
+                    break
+                except Exception as error:  # noqa: BLE001 - damaged, or not this model's
+                    if checkpoint.readable(model_dir, latest):
+                        raise InputError(
+                            f"{model_dir}: checkpoint {latest} does not fit this model "
+                            f"({checkpoint.describe_failure(error)}); train into another MODEL_DIR "
+                            "or restore the configuration it was trained with"
+                        ) from None
+                    mngr.close()
+                    reason = checkpoint.describe_failure(error)
+                    aside = checkpoint.move_aside(model_dir, latest) if is_main else "(process 0)"
+                    mngr = checkpoint.manager(model_dir, max_to_keep=keep_checkpoints)
+                    previous = mngr.latest_step()
+                    print(f"checkpoint {latest} is damaged ({reason}); moved aside to {aside}; "
+                          + (f"resuming from checkpoint {previous}" if previous is not None
+                             else "no older checkpoint: starting from step 0"), flush=True)  # fmt: skip
+                    latest = previous
+                    if latest is None:
+                        break
+        if latest is not None:
+            start_step = int(meta["step"])
+            state = {
+                "params": params,
+                "opt_state": opt_state,
+                "step": jax.device_put(jnp.asarray(start_step, jnp.int32), replicated),
+            }
+            if "rng" in meta:
+                rng = jax.random.wrap_key_data(jnp.asarray(meta["rng"], jnp.uint32))
+            if meta.get("data") is not None:
+                data_iter.set_state(meta["data"])
+        else:
+            start_step = 0
+            state = program.init_state(rng)
+        if start_step >= train_steps and (model_dir / "COMPLETED").exists():
+            mngr.close()
+            if is_main:
+                print(f"{model_dir}: already trained to step {start_step} (COMPLETED)", flush=True)
+            return {"step": start_step}
+
+        # -- run files ---------------------------------------------------------------------------
+        spec = distributed.ClusterSpec(None, process_count, process_index, "jax")
+        if is_main:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            if parsed_config is not None:
+                config.write_run_files(
+                    model_dir, parsed_config,
+                    mesh={k: int(v) for k, v in mesh_obj.shape.items()},
+                    logical_axis_rules=[list(r) for r in rules], model_plugin=name,
+                    devices=jax.device_count(), processes=process_count, resumed_from=latest,
+                )  # fmt: skip
+            checkpoint.write_model_json(model_dir, name, model)
+            if getattr(data, "tokenizer", None) is not None:
+                checkpoint.save_tokenizer(data.tokenizer, model_dir)
+            elif getattr(data, "tokenizer_path", None):
+                checkpoint.copy_tokenizer(data.tokenizer_path, model_dir)
+            print(distributed.banner(mesh_obj, spec), flush=True)
+            n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
+            print(
+                f"model {name}: {n_params:,} parameters; data: {data.describe()}; "
+                f"batch {batch_size} x seq {seq_len}; steps {start_step}->{train_steps}"
+                + (f" (resumed from checkpoint {latest})" if latest is not None else ""),
+                flush=True,
+            )
+            print(f"kernels: {backend.describe(devices)}", flush=True)
+
+        flops_per_token = metrics.model_flops_per_token(model, seq_len)
+        peak, _peak_source = metrics.peak_flops_per_device()
+        writer = metrics.MetricsWriter(model_dir, resume_step=start_step, enabled=is_main)
+        bar = metrics.Progress(train_steps, start_step, enabled=is_main and progress)
+        val_batches = None
+        bytes_per_token = data.bytes_per_token() if eval_every else None
+
+        def global_batch(local: np.ndarray) -> jax.Array:
+            return jax.make_array_from_process_local_data(
+                batch_shard, local, (batch_size, local.shape[1])
+            )
+
+        def run_eval(params) -> dict[str, Any]:
+            nonlocal val_batches
+            if val_batches is None:
+                local = data.eval_batches(
+                    batch_size, seq_len, eval_batches, process_index, process_count,
+                    vocab_size=getattr(model, "vocab_size", None),
+                )  # fmt: skip
+                val_batches = [global_batch(b) for b in local]
+            return evaluate.evaluate(eval_fn, params, val_batches, bytes_per_token)
+
+        def save(step: int, force: bool = False) -> None:
+            meta = {
+                "step": step,
+                "rng": np.asarray(jax.random.key_data(rng)).tolist(),
+                "data": data_iter.get_state(),
+            }
+            checkpoint.save(mngr, step, state["params"], meta, state["opt_state"], force=force)
+
+        pending: list[tuple[int, dict]] = []  # (step, device metrics) not yet checked on the host
+        last: dict[str, Any] = {"step": start_step}
+        tokens_per_step = batch_size * seq_len
+        window_start, window_steps = time.perf_counter(), 0
+
+        def flush(step: int) -> dict[str, Any]:
+            """Fetch pending metrics, stop on a non-finite one, return the newest row."""
+            nonlocal pending
+            fetched = [(s, jax.device_get(m)) for s, m in pending]
+            pending = []
+            for s, m in fetched:
+                loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
+                if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+                    raise NonFiniteError(
+                        f"non-finite {'loss' if not np.isfinite(loss) else 'gradient norm'} at "
+                        f"step {s} (loss {loss}, grad_norm {grad_norm}); stopped without saving: the "
+                        f"newest checkpoint ({mngr.latest_step()}) is the last good one. Lower "
+                        f"train.learning_rate or set train.grad_clip."
+                    )
+            s, m = fetched[-1]
+            return {"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])}
+
+        profiler = _ProfileWindow(profile_steps, model_dir / "profile")
+        step = bar_step = start_step
+        try:
+            with _SignalFlag() as stop:
+                while step < train_steps:
+                    local = next(data_iter)
+                    profiler.before(step)
+                    state, step_metrics = step_fn(state, global_batch(local))
+                    step += 1
+                    profiler.after(step, state)
+                    window_steps += 1
+                    pending.append((step, step_metrics))
+                    if step == start_step + 1 and is_main and parsed_config is not None:
+                        (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
+                    do_log = step % log_every == 0 or step == train_steps or step == start_step + 1
+                    do_eval = bool(eval_every) and (step % eval_every == 0 or step == train_steps)
+                    do_ckpt = step % checkpoint_every == 0 or step == train_steps
+                    if do_log or do_eval or do_ckpt or stop.signum is not None:
+                        row = flush(step)
+                        elapsed = time.perf_counter() - window_start
+                        tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                        row["lr"] = float(schedule_fn(step - 1))
+                        row["tokens_per_s"] = tps
+                        row["mfu"] = metrics.mfu(tps, flops_per_token, jax.device_count(), peak)
                         if do_eval:
-                            text = f"step {step}: val_loss {row['val_loss']:.4f}"
-                            if row.get("val_bpb") is not None:
-                                text += f", val_bpb {row['val_bpb']:.4f}"
-                            bar.write(text)
-                    if do_ckpt or stop.signum is not None:
-                        save(step, force=stop.signum is not None)
-                    window_start, window_steps = time.perf_counter(), 0
-                if stop.signum is not None:
-                    raise Stopped(stop.signum, step)
+                            row.update(run_eval(state["params"]))
+                        if do_log or do_eval:
+                            writer.write(row)
+                            last = row
+                            bar.update(step - bar_step, loss=row["loss"], tok_s=f"{tps:,.0f}")
+                            bar_step = step
+                            if do_eval:
+                                text = f"step {step}: val_loss {row['val_loss']:.4f}"
+                                if row.get("val_bpb") is not None:
+                                    text += f", val_bpb {row['val_bpb']:.4f}"
+                                bar.write(text)
+                        if do_ckpt or stop.signum is not None:
+                            save(step, force=stop.signum is not None)
+                            writer.flush()  # a bucket's metrics.jsonl keeps up with it
+                        window_start, window_steps = time.perf_counter(), 0
+                    if stop.signum is not None:
+                        raise Stopped(stop.signum, step)
+        finally:
+            bar.close()
+            mngr.wait_until_finished()
+            mngr.close()
+            writer.close(plot=step >= train_steps)
+        if is_main:
+            (model_dir / "COMPLETED").write_text(f"step {step}\n")
+        return last
+
     finally:
-        bar.close()
-        mngr.wait_until_finished()
-        mngr.close()
-        writer.close(plot=step >= train_steps)
-    if is_main:
-        (model_dir / "COMPLETED").write_text(f"step {step}\n")
-    return last
+        if held is not None:
+            held.release()
 
 
 __all__ = ["train", "NonFiniteError", "Stopped", "data_lib"]

@@ -9,17 +9,24 @@ measured once with a large float32 matmul:
 
 Only process 0 writes files. ``metrics.jsonl`` has one JSON object per logged step with
 ``step, loss, lr, grad_norm, tokens_per_s, mfu`` and, on evaluation steps, ``val_loss, val_bpb``.
+In a bucket run directory (no appends on object stores) the file is rewritten whole, at most
+every ``sync_every_s`` and whenever the trainer saves a checkpoint (``flush``), and TensorBoard
+writes to a local folder copied into the bucket at the same moments.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
+import shutil
+import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from framework.core import paths
+from framework.core.paths import PathLike
 from framework.models.layers import palm_flops_per_token
 
 # Dense bf16 peak FLOP/s per device, matched against ``jax.Device.device_kind`` (lower case).
@@ -103,7 +110,7 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float | None) -> float | No
     return loss_nats / (bytes_per_token * math.log(2))
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+def read_metrics(path: PathLike) -> list[dict[str, Any]]:
     """The rows of a ``metrics.jsonl`` (every reader uses this one: trainer, sweeps, reports).
 
     A missing file has no rows. A line that is not a JSON object is skipped: the last line of a
@@ -111,8 +118,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     line never sits between good ones for long).
     """
     try:
-        text = Path(path).read_text()
-    except OSError:
+        text = paths.as_path(path).read_text()
+    except (OSError, FileNotFoundError):
         return []
     rows = []
     for line in text.splitlines():
@@ -130,43 +137,79 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 class MetricsWriter:
     """metrics.jsonl + TensorBoard (+ the plot at the end); no-ops when ``enabled`` is False."""
 
-    def __init__(self, model_dir: str | Path, resume_step: int = 0, enabled: bool = True):
-        self.dir = Path(model_dir)
+    def __init__(
+        self,
+        model_dir: PathLike,
+        resume_step: int = 0,
+        enabled: bool = True,
+        sync_every_s: float = 30.0,
+    ):
+        self.dir = paths.as_path(model_dir)
         self.enabled = enabled
         self.path = self.dir / "metrics.jsonl"
+        self.remote = paths.is_url(self.dir)
+        self.sync_every_s = sync_every_s
         self._tb = None
+        self._tb_dir = None
         if not enabled:
             return
         # a resumed run forgets what the killed run logged after its last checkpoint
-        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._rows = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+        self._synced_at = time.monotonic()
+        self._write_all()
         try:
             from tensorboardX import SummaryWriter
 
+            tb_dir = self.dir / "tensorboard"
+            if self.remote:
+                self._tb_dir = tempfile.mkdtemp(prefix="deepdive-tensorboard-")
+                if tb_dir.exists():  # earlier attempts' event files stay in the bucket
+                    paths.copy_tree(tb_dir, self._tb_dir)
             self._tb = SummaryWriter(
-                str(self.dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+                self._tb_dir or str(tb_dir), purge_step=resume_step + 1 if resume_step else None
             )
         except ImportError:  # pragma: no cover - tensorboardX is a dependency
             self._tb = None
+
+    def _write_all(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in self._rows))
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         clean = {k: _finite_or_none(v) for k, v in row.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps(clean) + "\n")
+        self._rows.append(clean)
+        if not self.remote:
+            with self.path.open("a") as f:
+                f.write(json.dumps(clean) + "\n")
+        elif time.monotonic() - self._synced_at >= self.sync_every_s:
+            self.flush()
         if self._tb is not None:
             step = int(row["step"])
             for key, value in clean.items():
                 if key != "step" and isinstance(value, int | float):
                     self._tb.add_scalar(key, value, step)
 
-    def close(self, plot: bool = True) -> Path | None:
+    def flush(self) -> None:
+        """Make the bucket copy current (metrics.jsonl and TensorBoard); local files already are."""
+        if not (self.enabled and self.remote):
+            return
+        self._write_all()
+        if self._tb is not None:
+            self._tb.flush()
+            paths.copy_tree(self._tb_dir, self.dir / "tensorboard")
+        self._synced_at = time.monotonic()
+
+    def close(self, plot: bool = True) -> Any:
         if not self.enabled:
             return None
         if self._tb is not None:
             self._tb.flush()
             self._tb.close()
+        self.flush()
+        if self._tb_dir is not None:
+            shutil.rmtree(self._tb_dir, ignore_errors=True)
         return plot_metrics(self.path, self.dir / "plots" / "metrics.png") if plot else None
 
 
@@ -178,7 +221,7 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def plot_metrics(jsonl: str | Path, png: str | Path) -> Path | None:
+def plot_metrics(jsonl: PathLike, png: PathLike) -> Any:
     """Loss (train and validation), learning rate and tokens/s against the step, as a PNG."""
     rows = read_metrics(jsonl)
     if not rows:
@@ -207,10 +250,12 @@ def plot_metrics(jsonl: str | Path, png: str | Path) -> Path | None:
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("tokens/s")
     fig.tight_layout()
-    png = Path(png)
+    png = paths.as_path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
+    png.write_bytes(image.getvalue())
     return png
 
 

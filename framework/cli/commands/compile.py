@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from framework.cli import app as cli
+from framework.core import paths
 from framework.train import input as _input  # noqa: F401 - registers the data sources for gin
 from framework.train import loop as _loop  # noqa: F401 - registers train, sharding.MeshConfig
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
         if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            paths.write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 

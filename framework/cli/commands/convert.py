@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from framework.cli import app as cli
+from framework.core import paths
 from framework.core.errors import InputError
 
 HELP = "import external weights (Hugging Face GPT-2 / Llama) into a run directory"
@@ -72,17 +72,20 @@ def run(args: argparse.Namespace) -> int:
 
     discovery.load_plugins(args.plugin_module, args.strict_plugins)
     registry.CONVERTERS.entry(args.source)  # unknown names: exit 2 with suggestions
-    hf_dir, output = Path(args.from_dir).expanduser(), Path(args.output).expanduser()
+    hf_dir = Path(args.from_dir).expanduser()
     if not hf_dir.is_dir():
         raise InputError(f"--from {hf_dir}: no such directory")
+    paths.check_location(args.output, "--output")
+    output = paths.as_path(args.output)
     existing = output / checkpoint.CHECKPOINTS
     if existing.exists() and any(existing.iterdir()):
         if not args.overwrite:
             raise InputError(
                 f"--output {output}: already holds checkpoints; pass --overwrite to replace them"
             )
-        shutil.rmtree(existing)
-        (output / "COMPLETED").unlink(missing_ok=True)
+        existing.rmtree()
+        if (output / "COMPLETED").exists():
+            (output / "COMPLETED").unlink()
 
     tokenizer = load_tokenizer(args.tokenizer)
     plugin, model_config, model = hf_import.load(

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from framework.cli import app as cli
+from framework.core import paths
 from framework.core.errors import ConfigError, InputError
 from framework.train.evaluate import EvalConfig, Split, WholeText
 
@@ -59,8 +60,9 @@ def settings(args: argparse.Namespace) -> EvalConfig:
 
 def validate_config(args: argparse.Namespace) -> None:
     config = settings(args)
-    model_dir = Path(config.model_dir)
-    if not (model_dir / "model.json").is_file():
+    paths.check_location(config.model_dir, "MODEL_DIR")
+    model_dir = paths.as_path(config.model_dir)
+    if not (model_dir / "model.json").exists():
         raise InputError(f"{model_dir}: no model.json (not a run directory of deepdive train)")
     if getattr(args, "text", None) and not Path(args.text).is_file():
         raise InputError(f"--text {args.text}: no such file")
@@ -132,5 +134,5 @@ def run(args: argparse.Namespace) -> int:
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).write_text(text + "\n")
+            paths.write_text(args.json, text + "\n")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.cli import app as cli
+from framework.core import paths
 from framework.core.errors import ConfigError, InputError
 from framework.sample import generate as _generate  # noqa: F401 - registers the `sample` configurable
 
@@ -98,8 +99,9 @@ def validate_config(args: argparse.Namespace) -> None:
 
     config = settings(args)
     sample.canonical_chain(config.sampler)
-    model_dir = Path(config.model_dir)
-    if not (model_dir / "model.json").is_file():
+    paths.check_location(config.model_dir, "MODEL_DIR")
+    model_dir = paths.as_path(config.model_dir)
+    if not (model_dir / "model.json").exists():
         raise InputError(f"{model_dir}: no model.json (not a run directory of deepdive train)")
     if not (model_dir / "checkpoints").is_dir():
         raise InputError(f"{model_dir}: no checkpoints/ directory")
@@ -294,5 +296,5 @@ def run(args: argparse.Namespace) -> int:
         if to_stdout_json:
             print(text)
         else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            paths.write_text(args.json, text + "\n")
     return 0

@@ -7,6 +7,7 @@ import inspect
 import sys
 
 from framework.cli import app as cli
+from framework.core import paths
 from framework.core.errors import ConfigError
 from framework.train import input as _input  # noqa: F401 - registers the data sources for gin
 from framework.train import loop as _loop  # noqa: F401 - registers train, sharding.MeshConfig
@@ -71,6 +72,9 @@ def validate_config(args: argparse.Namespace) -> None:
     model = _bound("model")
     if model is None or model is inspect.Parameter.empty:
         raise ConfigError("train.model is not set (e.g. train.model = @models.gpt2())")
+    model_dir = _bound("model_dir")
+    if isinstance(model_dir, str) and model_dir:
+        paths.check_location(model_dir, "MODEL_DIR")
     train.check_shapes(
         model, int(_bound("batch_size")), int(_bound("seq_len")), int(_bound("grad_accum_steps")),
         divisor,
