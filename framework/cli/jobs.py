@@ -6,22 +6,26 @@ writes into ``OUTPUT_DIR/NAME/``; a stage whose folder holds ``COMPLETED`` is sk
 an interrupted job continues where it stopped.
 
 Bindings are gin text with ``{output_dir}``, ``{stage_dir}`` and ``{input}`` placeholders, e.g.
-``{"INPUT": "'{output_dir}/data/documents/*.jsonl.gz'"}``.
+``{"INPUT": "'{output_dir}/data/documents/*.jsonl.gz'"}``. ``OUTPUT_DIR`` may be a bucket URL
+(``gs://b/runs/q``): every stage then writes there, and the job's own files (the built-in
+input, a stage's captured stdout, ``report.json``) are written locally first and copied up.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gin
 
+from framework.core import paths
 from framework.core.errors import ConfigError
 from framework.train.metrics import read_metrics
 
@@ -68,12 +72,16 @@ def run_job(
     """Run ``stages`` in order into ``output_dir``; returns the final report (also printed)."""
     from framework.data.builtin import write_builtin_warc
 
-    out = Path(output_dir).resolve()
+    out = paths.as_path(output_dir)
     values = {"output_dir": str(out)}
     if input is None:
-        builtin = Path(BUILTIN_INPUT.format(**values))
+        builtin = paths.as_path(BUILTIN_INPUT.format(**values))
         if not builtin.exists() and not dry_run:
-            pages = write_builtin_warc(builtin)
+            with tempfile.TemporaryDirectory(prefix="deepdive-builtin-") as staging:
+                local = os.path.join(staging, builtin.name)
+                pages = write_builtin_warc(local)
+                builtin.parent.mkdir(parents=True, exist_ok=True)
+                builtin.write_bytes(paths.as_path(local).read_bytes())
             print(f"built-in data: {pages} pages written to {builtin}", flush=True)
         values["input"] = str(builtin)
     else:
@@ -97,9 +105,12 @@ def run_job(
         stage_dir.mkdir(parents=True, exist_ok=True)
         start = time.time()
         if stage.stdout_file:
-            with open(stage_dir / stage.stdout_file, "w") as sink:
+            with tempfile.TemporaryFile("w+") as sink:
                 result = subprocess.run(argv, stdout=sink)
-            print((stage_dir / stage.stdout_file).read_text()[-3000:], flush=True)
+                sink.seek(0)
+                captured = sink.read()
+            (stage_dir / stage.stdout_file).write_text(captured)
+            print(captured[-3000:], flush=True)
         else:
             result = subprocess.run(argv)
         timings[stage.name] = time.time() - start
@@ -113,7 +124,7 @@ def run_job(
 
 
 class StageFailed(Exception):
-    def __init__(self, name: str, code: int, stage_dir: Path):
+    def __init__(self, name: str, code: int, stage_dir: Any):
         super().__init__(
             f"stage {name!r} failed (exit {code}); its output is in {stage_dir}; "
             f"fix it and rerun the same command to continue from this stage"
@@ -121,14 +132,14 @@ class StageFailed(Exception):
         self.code = code
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Any) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _last_metrics(path: Path) -> dict:
+def _last_metrics(path: Any) -> dict:
     """The newest value of every metric in ``metrics.jsonl`` (validation rows are sparse)."""
     last: dict = {}
     for row in read_metrics(path):
@@ -136,7 +147,7 @@ def _last_metrics(path: Path) -> dict:
     return last
 
 
-def collect_report(out: Path, timings: dict[str, float]) -> dict:
+def collect_report(out: Any, timings: dict[str, float]) -> dict:
     """The end-of-job summary from each stage's own outputs."""
     report: dict = {"output_dir": str(out), "seconds": {k: round(v, 1) for k, v in timings.items()}}
     data = _read_json(out / "data" / "stats.json")
@@ -155,7 +166,7 @@ def collect_report(out: Path, timings: dict[str, float]) -> dict:
         report["train"] = {
             k: metrics[k] for k in ("step", "loss", "val_loss", "val_bpb") if k in metrics
         }
-        plots = sorted(str(p) for p in (out / "train").rglob("*.png"))
+        plots = sorted(str(p) for p in paths.walk(out / "train") if p.name.endswith(".png"))
         report["train"]["plots"] = plots
     sample = out / "sample" / "sample.txt"
     if sample.exists():

@@ -26,14 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from framework.core import paths
 from framework.core.errors import ConfigError, InputError
 from framework.core.registry import DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def resolve_path(path: str | Path) -> Path:
-    """A data path: absolute, else relative to the working directory, else to the repository."""
+def resolve_path(path: str | Path) -> Any:
+    """A data path: a bucket URL as given (an ``epath.Path``); a local one absolute, else relative
+    to the working directory, else to the repository."""
+    if paths.is_url(path):
+        return paths.as_path(path)
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
@@ -284,7 +288,7 @@ class TokenShards(DataSource):
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
             path = self.path / "manifest.json"
-            if not path.is_file():
+            if not path.exists():
                 raise InputError(f"data.token_shards: {path} not found (run deepdive tokenize)")
             try:
                 self._manifest = json.loads(path.read_text())

@@ -8,9 +8,12 @@ For each run, ``runs/NAME/<id>/task.yaml`` holds:
   disk size and, when asked, job recovery on errors;
 * ``num_nodes``: GPU nodes (a TPU slice is one SkyPilot node whatever its host count; ask for a
   bigger slice instead of more nodes);
-* ``workdir: .`` (the render root, synced to every node) and the output bucket mounted with
-  ``MOUNT_CACHED`` at ``/deepdive_output`` so MODEL_DIR is a local path on the VM whose writes
-  reach the bucket (checkpoints survive preemption; training resumes from the newest one);
+* ``workdir: .`` (the render root, synced to every node) and ``MODEL_DIR`` set to the run's
+  ``gs://`` URL, used directly (no bucket mount): orbax writes each checkpoint straight to GCS
+  and commits it only once every file is there, ``metrics.jsonl`` and the run directory's
+  ``lease.json`` reach the bucket when written, and a recovered job on a new VM resumes from the
+  bucket's newest checkpoint at once. A ``MOUNT_CACHED`` mount uploads behind the writer's
+  back, so a preempted VM could lose files of a checkpoint orbax had already committed;
 * ``setup``: Python 3.11 through uv, then ``deepdive`` with the JAX extra for the hardware
   (``.[tpu]`` → ``jax[tpu]``, ``.[cuda12]`` → ``jax[cuda12]``);
 * ``run``: ``deepdive train --gin_file runs/NAME/<id>/run.gin --gin.MODEL_DIR="$MODEL_DIR"``.
@@ -39,7 +42,6 @@ from framework.core.registry import LAUNCHERS
 from framework.launch import backend as backend_lib
 from framework.launch.sweep import Run, Sweep
 
-MOUNT_PATH = "/deepdive_output"
 COORDINATOR_PORT = 8476
 
 
@@ -127,9 +129,7 @@ class SkyPilotLauncher:
             )
 
     def model_dir(self, sweep: Sweep, run: Run) -> str:
-        uri = backend_lib.bucket_model_dir(sweep, run)
-        _bucket, path = backend_lib.split_bucket(uri)
-        return f"{MOUNT_PATH}/{path}"
+        return backend_lib.bucket_model_dir(sweep, run)
 
     def job_name(self, sweep: Sweep, run: Run) -> str:
         return backend_lib.cloud_name(sweep.name, run.run_id, max_len=60)
@@ -138,7 +138,6 @@ class SkyPilotLauncher:
         """The task YAML text (fields in the order of SkyPilot's YAML reference)."""
         res = run.resources
         acc = res.checked_accelerator()
-        bucket, _ = backend_lib.split_bucket(backend_lib.bucket_model_dir(sweep, run))
         infra = "/".join(p for p in (res.cloud or ("gcp" if acc.kind == "tpu" else None),
                                      res.region, res.zone) if p)  # fmt: skip
         if (res.region or res.zone) and not res.cloud and acc.kind != "tpu":
@@ -176,10 +175,6 @@ class SkyPilotLauncher:
             if self.max_restarts_on_errors:
                 lines.append(f"    max_restarts_on_errors: {self.max_restarts_on_errors}")
         lines += [
-            "file_mounts:",
-            f"  {MOUNT_PATH}:",
-            f"    source: {_scalar(bucket)}",
-            "    mode: MOUNT_CACHED",
             "envs:",
             f"  DEEPDIVE_RUN_GIN: {_scalar(str(paths.run_gin))}",
             f"  MODEL_DIR: {_scalar(self.model_dir(sweep, run))}",

@@ -2,7 +2,7 @@
 
 The golden files follow SkyPilot's documented task schema (docs.skypilot.co, "SkyPilot YAML":
 name, workdir, num_nodes, resources.{infra, accelerators, accelerator_args.runtime_version,
-use_spot, disk_size, job_recovery}, file_mounts with source/mode, envs, setup, run) and xpk's
+use_spot, disk_size, job_recovery}, envs, setup, run) and xpk's
 ``workload create`` flags (--cluster, --workload, --tpu-type/--device-type, --num-slices/--num-nodes,
 --base-docker-image/--script-dir or --docker-image, --max-restarts, --env, --command).
 
@@ -59,8 +59,8 @@ def test_skypilot_yaml_has_the_documented_structure(project):
     task = yaml.safe_load((sweep_dir / "lr0.003" / "task.yaml").read_text())
     assert task["resources"]["accelerators"] == "tpu-v5litepod-16"
     assert task["resources"]["accelerator_args"] == {"runtime_version": "v2-alpha-tpuv5-lite"}
-    assert task["envs"]["MODEL_DIR"] == "/deepdive_output/sweeps/tpu/lr0.003"
-    assert task["file_mounts"]["/deepdive_output"] == {"source": "gs://bkt", "mode": "MOUNT_CACHED"}
+    assert task["envs"]["MODEL_DIR"] == "gs://bkt/sweeps/tpu/lr0.003"  # direct, no mount
+    assert "file_mounts" not in task
     # the run command, as bash will split it on the VM
     run_line = task["run"].strip().splitlines()[-1]
     env = {
@@ -71,11 +71,11 @@ def test_skypilot_yaml_has_the_documented_structure(project):
                         .replace("$MODEL_DIR", env["MODEL_DIR"]))  # fmt: skip
     assert words[1:] == [
         "train", "--gin_file", "runs/tpu/lr0.003/run.gin",
-        '--gin.MODEL_DIR="/deepdive_output/sweeps/tpu/lr0.003"',
+        '--gin.MODEL_DIR="gs://bkt/sweeps/tpu/lr0.003"',
     ]  # fmt: skip
     # that binding is what deepdive's own CLI splitting turns into MODEL_DIR
     _rest, bindings, _beam = cli.split_gin_bindings(words[2:])
-    assert bindings == ['MODEL_DIR="/deepdive_output/sweeps/tpu/lr0.003"']
+    assert bindings == ['MODEL_DIR="gs://bkt/sweeps/tpu/lr0.003"']
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_rendered_tasks_validate_with_skypilots_own_schema(project, tmp_path):
 
         for path in tasks:
             task = sky.Task.from_yaml_config(yaml.safe_load(open(path)))
-            assert task.envs["MODEL_DIR"].startswith("/deepdive_output/")
+            assert task.envs["MODEL_DIR"].startswith("gs://")
         return
     env = {**os.environ, "HOME": str(tmp_path / "home")}  # SkyPilot writes ~/.sky
     out = subprocess.run([*how, "-c", check, *tasks], capture_output=True, text=True, env=env,
