@@ -168,11 +168,15 @@ def _render_run(
         run.train_steps = facts["train_steps"]
         trains = facts.get("trains", True)
     accelerator = run.resources.checked_accelerator()
-    if preflight and trains and accelerator is not None and accelerator.kind == "tpu":
+    if preflight and trains and accelerator is not None:
         from framework.launch import preflight as preflight_lib
 
-        topology = f"{accelerator.generation}-{accelerator.size}"
-        preflight_lib.compile_run(run_gin, root, topology, run.resources.nodes, sweep_dir)
+        topology, why_not = preflight_lib.topology_of(accelerator, run.resources.nodes)
+        if topology is None:
+            print(f"run {run.run_id}: preflight skipped ({why_not})")
+        else:
+            slices = run.resources.nodes if accelerator.kind == "tpu" else 1
+            preflight_lib.compile_run(run_gin, root, topology, slices, sweep_dir)
     if launcher is not None:
         launcher.check(sweep, run, paths)
         for name, text in launcher.render_run(sweep, run, paths).items():

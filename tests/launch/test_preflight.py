@@ -62,3 +62,16 @@ def test_no_preflight_skips_the_compile(project):
     argv = ["sweep", "render", "pf.toml", "--backend", "skypilot", "--no_preflight"]
     assert cli.main(argv) == 0
     assert not (project / "runs/pf/b65536/compile.json").exists()
+
+
+def test_gpu_runs_compile_for_their_gpus_when_jax_can_describe_them():
+    from framework.launch import accelerators
+    from framework.launch.preflight import topology_of
+
+    h100 = accelerators.parse("H100:8")
+    assert topology_of(h100, 1, cuda_plugin=True) == ("h100x8", "")
+    assert topology_of(h100, 2, cuda_plugin=True) == ("h100x8x2", "")  # two nodes
+    topology, why = topology_of(h100, 1, cuda_plugin=False)
+    assert topology is None and "pip install 'jax[cuda12]'" in why
+    assert topology_of(accelerators.parse("L4:1"), 1, cuda_plugin=True)[0] is None
+    assert topology_of(accelerators.parse("tpu-v5litepod-16"), 1) == ("v5litepod-16", "")
