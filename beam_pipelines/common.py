@@ -13,8 +13,11 @@ Used by every pipeline under ``beam_pipelines/`` (data, dedup, tokenize):
   their totals after the run (what ``stats.json`` is made of).
 * :func:`prepare_output_dir`, :func:`write_json`, :func:`mark_completed` — the run directory
   protocol: outputs first, ``COMPLETED`` last.
+* :func:`input_files`, :func:`write_bytes`, :func:`remove` — files and folders by name, local or
+  a bucket URL (``gs://``): every file a pipeline reads or writes goes through Beam's
+  ``FileSystems``, so OUTPUT_DIR and INPUT may be either.
 * :class:`Progress` — a live progress bar for local runs, fed by small heartbeat files that the
-  workers write (Beam's local runners report no live counters).
+  workers write (Beam's local runners report no live counters); off for a bucket OUTPUT_DIR.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.worker.statesampler import get_current_tracker
 
-from framework.core.errors import ConfigError
+from framework.core.errors import ConfigError, InputError
 from framework.data.document import Document, shard_name
 
 NAMESPACE = "deepdive"
@@ -141,38 +144,135 @@ def collect_counters(result: Any) -> dict[str, int]:
 # run directory
 
 
+def is_remote(path: Any) -> bool:
+    """Whether ``path`` is a URL of a Beam file system (``gs://``, ``s3://``, ``hdfs://``...)
+    rather than a local file name."""
+    return "://" in str(path)
+
+
 def prepare_output_dir(output_dir: str, overwrite: bool, owned: Iterable[str]) -> None:
     """Create ``output_dir``; refuse a finished run unless ``overwrite``; clear stale outputs.
 
     ``owned`` names the entries this pipeline writes (e.g. ``documents``, ``stats.json``); only
-    those are removed, so a user's other files in the directory are left alone.
+    those are removed, so a user's other files in the directory are left alone. ``output_dir``
+    may be a bucket URL (no folder to create there: objects appear with their first file).
     """
-    os.makedirs(output_dir, exist_ok=True)
-    if os.path.exists(os.path.join(output_dir, COMPLETED)) and not overwrite:
+    make_dirs(output_dir)
+    if FileSystems.exists(FileSystems.join(output_dir, COMPLETED)) and not overwrite:
         raise ConfigError(
             f"output directory {output_dir} already holds a completed run; "
             "pass --overwrite or choose another OUTPUT_DIR"
         )
     for name in [*owned, COMPLETED, PROGRESS_DIR]:
-        path = os.path.join(output_dir, name)
+        remove(FileSystems.join(output_dir, name))
+
+
+def make_dirs(path: str) -> None:
+    """Create the local folder ``path`` with its parents; nothing for a URL (a bucket has no
+    folders: an object's name makes its "folder")."""
+    if not is_remote(path):
+        os.makedirs(path, exist_ok=True)
+
+
+def remove(path: str) -> None:
+    """Delete the file or folder ``path`` (a folder with everything under it); nothing if absent.
+
+    On a bucket a "folder" is every object whose name starts with ``path/``.
+    """
+    if not is_remote(path):
         if os.path.isdir(path):
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
+        return
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    folder = path.rstrip("/") + "/"
+    inside = matching(folder + "**")
+    if inside:  # on GCS a name ending in "/" deletes the whole prefix in batches
+        FileSystems.delete([folder] if folder.startswith("gs://") else inside)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that no reader sees half a file: a local file is written
+    beside and renamed; a bucket object appears whole when its upload ends."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    if is_remote(path):
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            f.write(data)
+        return
+    tmp = path + ".tmp"
+    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def read_text(path: str) -> str:
+    """The UTF-8 text of the file ``path`` (local or a bucket URL)."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read().decode("utf-8")
 
 
 def write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    """``obj`` as indented JSON in ``path`` (local or a bucket URL), written atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    write_bytes(path, text.encode("utf-8"))
 
 
 def mark_completed(output_dir: str) -> None:
     """Write ``COMPLETED`` — the last file of a run; readers trust a directory only with it."""
-    with open(os.path.join(output_dir, COMPLETED), "w") as f:
-        f.write(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n"
+    write_bytes(FileSystems.join(output_dir, COMPLETED), stamp.encode())
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (the manifest must not depend on the working directory); a
+    bucket URL as given."""
+    return path if is_remote(path) else os.path.abspath(path)
+
+
+def file_name(path: str) -> str:
+    """The last part of a file name or URL (``gs://b/in/x.jsonl`` → ``x.jsonl``)."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def matching(pattern: str) -> list[str]:
+    """The files that a glob (local or URL) matches, sorted; none is not an error here."""
+    return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
+def input_files(pattern: str | os.PathLike | Sequence[Any]) -> list[str]:
+    """Files of a glob, a file or a run directory (its ``documents/*.jsonl*`` if it has them,
+    else its ``*.jsonl*``), or of a list of these; sorted within each pattern.
+
+    Local patterns go to :func:`framework.data.document.expand_inputs` unchanged; a bucket URL
+    is matched through Beam's ``FileSystems``. InputError when nothing matches.
+    """
+    from framework.data.document import expand_inputs
+
+    patterns = list(pattern) if isinstance(pattern, list | tuple) else [pattern]
+    if not any(is_remote(p) for p in patterns):
+        return expand_inputs(pattern)
+    files: list[str] = []
+    for p in patterns:
+        files += _url_inputs(str(p)) if is_remote(p) else expand_inputs(p)
+    if not files:
+        raise InputError(f"input {pattern!s}: no files match")
+    return files
+
+
+def _url_inputs(url: str) -> list[str]:
+    """Files of one URL: a glob, a file, or a run directory (see :func:`input_files`)."""
+    if any(c in url for c in "*?["):
+        return matching(url)
+    if FileSystems.exists(url):
+        return [url]
+    folder = url.rstrip("/")
+    documents = matching(f"{folder}/documents/*.jsonl*")
+    return documents or matching(f"{folder}/*.jsonl*")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,7 +346,8 @@ class Heartbeat:
     """Worker side of :class:`Progress`: writes this worker's count at most once a second."""
 
     def __init__(self, output_dir: str | None):
-        self.directory = os.path.join(output_dir, PROGRESS_DIR) if output_dir else None
+        local = output_dir and not is_remote(output_dir)  # no heartbeats into a bucket
+        self.directory = FileSystems.join(output_dir, PROGRESS_DIR) if local else None
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.done = 0
         self.last = 0.0
@@ -268,13 +369,15 @@ class Heartbeat:
 
 
 class Progress:
-    """Main-process side: a tqdm bar summing the workers' heartbeat files (local runs only)."""
+    """Main-process side: a tqdm bar summing the workers' heartbeat files (local runs into a
+    local OUTPUT_DIR only: the heartbeats are local files)."""
 
     def __init__(self, output_dir: str, unit: str = "page", total: int | None = None, enabled=True):
-        self.directory = os.path.join(output_dir, PROGRESS_DIR)
+        local = not is_remote(output_dir)
+        self.directory = FileSystems.join(output_dir, PROGRESS_DIR) if local else None
         self.unit = unit
         self.total = total
-        self.enabled = enabled
+        self.enabled = enabled and local
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -310,7 +413,8 @@ class Progress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def read_document_records(path: str) -> Iterator[tuple[int, Document | None, str | None, str]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -239,27 +238,15 @@ class FinewebPipeline:
 
     # -- the Beam run -------------------------------------------------------------------------
     def files(self) -> list[str]:
-        """Input files: local globs, or ``scheme://`` globs through Beam's FileSystems."""
-        from framework.core.errors import InputError
-        from framework.data.document import expand_inputs
+        """Input files: globs or files, local or bucket URLs (``common.input_files``)."""
+        from beam_pipelines import common
 
-        patterns = self.input if isinstance(self.input, list | tuple) else [self.input]
-        remote = [str(p) for p in patterns if "://" in str(p)]
-        local = [p for p in patterns if "://" not in str(p)]
-        files = expand_inputs(local) if local else []
-        if remote:
-            from apache_beam.io.filesystems import FileSystems
-
-            for pattern in remote:
-                found = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-                if not found:
-                    raise InputError(f"input {pattern}: no files match")
-                files += sorted(found)
-        return files
+        return common.input_files(self.input)
 
     def run(self, beam_args: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
         """Run the pipeline; returns the stats written to ``stats.json`` (then ``COMPLETED``)."""
         import apache_beam as beam
+        from apache_beam.io.filesystems import FileSystems
 
         from beam_pipelines import common
 
@@ -267,9 +254,9 @@ class FinewebPipeline:
         options = common.pipeline_options(beam_args)
         shards = self.num_shards or max(1, len(files))
         output_dir = self.output_dir
-        local = common.is_local(beam_args) and "://" not in str(output_dir)
+        local = common.is_local(beam_args) and not common.is_remote(output_dir)
         if local:
-            os.makedirs(os.path.join(output_dir, "documents"), exist_ok=True)
+            common.make_dirs(FileSystems.join(output_dir, "documents"))
         start = time.time()
         with common.Progress(output_dir, unit="page", enabled=progress and local):
             pipeline = beam.Pipeline(options=options)
@@ -285,11 +272,8 @@ class FinewebPipeline:
             result.wait_until_finish()
         counters = common.collect_counters(result)
         stats = self.stats(counters, time.time() - start, files, beam_args)
-        if local:
-            common.write_json(os.path.join(output_dir, "stats.json"), stats)
-            common.mark_completed(output_dir)
-        else:
-            _write_remote(output_dir, stats)
+        common.write_json(FileSystems.join(output_dir, "stats.json"), stats)  # local or gs://
+        common.mark_completed(output_dir)
         return stats
 
     def stats(
@@ -363,17 +347,6 @@ def _runner(beam_args: Any) -> str:
     return common.runner_name(beam_args)
 
 
-def _write_remote(output_dir: str, stats: dict[str, Any]) -> None:
-    import json
-
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.create(FileSystems.join(output_dir, "stats.json")) as f:
-        f.write(json.dumps(stats, indent=2).encode())
-    with FileSystems.create(FileSystems.join(output_dir, "COMPLETED")) as f:
-        f.write(time.strftime("%Y-%m-%dT%H:%M:%S%z").encode())
-
-
 # ----------------------------------------------------------------------------------------------
 # DoFns (module level so Beam pickles them by reference)
 
@@ -392,7 +365,9 @@ def _local_copy(path: str) -> Iterator[str]:
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    suffix = "".join(os.path.basename(path).partition(".")[1:])
+    from beam_pipelines.common import file_name
+
+    suffix = "".join(file_name(path).partition(".")[1:])
     with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as src:
             shutil.copyfileobj(src, tmp, 1 << 20)

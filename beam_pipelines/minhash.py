@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,7 +52,7 @@ import gin
 import numpy as np
 
 from beam_pipelines import common
-from framework.data.document import Document, expand_inputs, shard_name
+from framework.data.document import Document, shard_name
 from framework.data.signatures import (
     MinHashConfig,
     SignatureComputer,
@@ -73,7 +72,7 @@ OWNED_OUTPUTS = ["documents", "removed", "errors", "clusters.jsonl", "stats.json
 
 def error_document(path: str, line_no: int, error: str, raw: str) -> Document:
     return Document(
-        id=f"{os.path.basename(path)}:{line_no + 1}",
+        id=f"{common.file_name(path)}:{line_no + 1}",
         text=raw[:100_000],
         metadata={"error": f"malformed_record: {error}", "stage": "minhash", "source": path},
     )
@@ -458,7 +457,8 @@ class MinhashPipeline:
     jaccard_threshold: float = 0.72
 
     def files(self) -> list[str]:
-        return expand_inputs(self.input)
+        """Input files: local globs or run directories, or the same as bucket URLs."""
+        return common.input_files(self.input)
 
     def run(self, beam_args: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
         """Run every pipeline; writes the outputs, stats.json and COMPLETED; returns the stats."""
@@ -485,7 +485,7 @@ class MinhashPipeline:
                     SignFileFn(
                         self.config,
                         self.batch_size,
-                        self.output_dir if local else None,
+                        self.output_dir if local else None,  # heartbeats: local files only
                         emit_shingles=self.verify_jaccard,
                     )
                 ).with_outputs("shingles", main="bands")
@@ -570,13 +570,9 @@ class MinhashPipeline:
         self._concatenate_clusters(work)
         wall = time.time() - start
         stats = self.stats(counters, timings, wall, files, done_rounds, beam_args)
-        if local:
-            common.write_json(os.path.join(self.output_dir, "stats.json"), stats)
-            shutil.rmtree(work, ignore_errors=True)
-            common.mark_completed(self.output_dir)
-        else:
-            _write_remote(self.output_dir, "stats.json", json.dumps(stats, indent=2))
-            _write_remote(self.output_dir, "COMPLETED", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        common.write_json(FileSystems.join(self.output_dir, "stats.json"), stats)
+        common.remove(work)
+        common.mark_completed(self.output_dir)
         return stats
 
     def _clusters_and_shards(self, p, stars, files: list[str], work: str):
@@ -666,13 +662,6 @@ class MinhashPipeline:
                 },
             }
         return stats
-
-
-def _write_remote(output_dir: str, name: str, text: str) -> None:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.create(FileSystems.join(output_dir, name)) as f:
-        f.write(text.encode())
 
 
 @gin.configurable("build", module="minhash")

@@ -5,7 +5,7 @@ Output (the token-shard contract ``framework/train/input.py`` reads):
 * ``OUTPUT_DIR/train/NNNNN.array_record`` and ``OUTPUT_DIR/validation/NNNNN.array_record``: one
   record per document = its token ids as raw little-endian bytes of a 1-D array of the manifest's
   dtype, with ``eot_id`` appended (the separator between documents).
-* ``OUTPUT_DIR/manifest.json``: tokenizer (absolute path), kind, dtype (``uint16`` when every id
+* ``OUTPUT_DIR/manifest.json``: tokenizer (absolute path, or the URL given), kind, dtype (``uint16`` when every id
   fits, else ``uint32``), vocab_size, eot_id, and per split the documents, tokens, UTF-8 bytes of
   the text, bytes per token (for bits per byte) and the shard list.
 * ``errors/`` (malformed input records, with the error), ``config.gin``, ``run_manifest.json`` and
@@ -17,22 +17,28 @@ document whose ``sha1(id)`` (as a fraction of 2**64) is below ``validation_fract
 document with the smallest hash, so it is never empty.
 
 Documents are encoded with ``encode_ordinary``: special-token names inside web text are text.
+
+INPUT, OUTPUT_DIR and TOKENIZER may be bucket URLs (``gs://``): files go through Beam's
+``FileSystems``, token shards are written locally and copied up (:func:`write_array_record`), and
+a tokenizer in a bucket is staged on local disk to load (``load_tokenizer``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 import gin
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import common
 from framework.core.errors import ConfigError
@@ -70,13 +76,19 @@ class TokenizeSpec:
     batch_size: int
 
     def files(self) -> list[str]:
-        from framework.data.document import expand_inputs
-
-        return expand_inputs(self.input)
+        """Input files: local globs or run directories, or the same as bucket URLs."""
+        return common.input_files(self.input)
 
     def load_tokenizer(self):
+        """The tokenizer (a bucket URL is staged locally by ``load_tokenizer``); one line when a
+        URL names nothing, as for a local path."""
+        from framework.core import paths
         from framework.tokenize.files import load_tokenizer
 
+        if paths.is_url(self.tokenizer) and not paths.as_path(self.tokenizer).exists():
+            raise ConfigError(
+                f"{self.tokenizer}: tokenizer not found (expected a directory or a .tiktoken file)"
+            )
         return load_tokenizer(self.tokenizer)
 
     def run(self, beam_args: list[str], progress: bool = True) -> dict[str, Any]:
@@ -88,9 +100,8 @@ class TokenizeSpec:
             "train": self.train_shards or max(1, len(files)),
             "validation": max(1, self.validation_shards),
         }
-        out = os.path.abspath(self.output_dir)
-        work = os.path.join(out, WORK_DIR)
-        os.makedirs(work, exist_ok=True)
+        out = common.absolute(self.output_dir)
+        work = FileSystems.join(out, WORK_DIR)
         start = time.time()
         options = common.pipeline_options(beam_args)
         with common.Progress(out, unit="doc", enabled=progress and common.is_local(beam_args)):
@@ -126,42 +137,73 @@ class TokenizeSpec:
             "wall_time_s": round(time.time() - start, 2),
             "malformed": counters.get("tokenize.malformed", 0),
         }
-        shutil.rmtree(work, ignore_errors=True)
+        common.remove(work)
         return {**manifest, **manifest_stats}
 
     def write_manifest(self, out: str, tok: Any, dtype: str, shards: dict[str, int]) -> dict:
-        from array_record.python.array_record_module import ArrayRecordWriter
-
+        """manifest.json from the shards' stats sidecars; a shard no document hashed to is
+        written empty, so every listed shard exists."""
         splits: dict[str, dict[str, Any]] = {}
         for split in SPLITS:
             totals = {"documents": 0, "tokens": 0, "bytes": 0}
-            for path in glob.glob(os.path.join(out, WORK_DIR, f"{split}-*.json")):
-                with open(path) as f:
-                    stats = json.load(f)
+            for path in common.matching(FileSystems.join(out, WORK_DIR, f"{split}-*.json")):
+                stats = json.loads(common.read_text(path))
                 for key in totals:
                     totals[key] += stats[key]
             names = []
             for index in range(shards[split]):
                 name = shard_file(split, index)
-                path = os.path.join(out, name)
-                if not os.path.exists(path):  # a shard no document hashed to: empty but present
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    ArrayRecordWriter(path, "group_size:1").close()
+                path = FileSystems.join(out, name)
+                if not FileSystems.exists(path):  # a shard no document hashed to: empty but present
+                    write_array_record(path, [])
                 names.append(name)
             totals["bytes_per_token"] = (
                 round(totals["bytes"] / totals["tokens"], 4) if totals["tokens"] else None
             )
             splits[split] = {**totals, "shards": names}
         manifest = {
-            "tokenizer": os.path.abspath(self.tokenizer),
+            "tokenizer": common.absolute(self.tokenizer),
             "tokenizer_kind": getattr(tok, "kind", "?"),
             "dtype": dtype,
             "vocab_size": tok.vocab_size,
             "eot_id": tok.eot_id,
             "splits": splits,
         }
-        common.write_json(os.path.join(out, "manifest.json"), manifest)
+        common.write_json(FileSystems.join(out, "manifest.json"), manifest)
         return manifest
+
+
+def write_array_record(path: str, records: Iterable[bytes]) -> None:
+    """One ArrayRecord file (``group_size:1``) holding ``records`` at ``path``, atomically.
+
+    array_record's writer opens its path as a local file: it cannot write to a bucket (its
+    reader does read ``gs://`` natively). So a shard for a bucket is written to a local temporary
+    file and then copied up through Beam's FileSystems (the object appears whole when the upload
+    ends); a local shard is written beside ``path`` and renamed.
+    """
+    if not common.is_remote(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        _write_records(tmp, records)
+        os.replace(tmp, path)
+        return
+    with tempfile.TemporaryDirectory(prefix="deepdive-shard-") as staging:
+        local = os.path.join(staging, common.file_name(path))
+        _write_records(local, records)
+        with (
+            open(local, "rb") as source,
+            FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as target,
+        ):
+            shutil.copyfileobj(source, target, 1 << 20)
+
+
+def _write_records(local_path: str, records: Iterable[bytes]) -> None:
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    writer = ArrayRecordWriter(local_path, "group_size:1")
+    for record in records:
+        writer.write(record)
+    writer.close()
 
 
 def assign_shard(
@@ -221,7 +263,7 @@ class TokenizeFileFn(beam.DoFn):
                 yield (
                     "errors",
                     Document(
-                        id=f"{os.path.basename(path)}:{line_no + 1}",
+                        id=f"{common.file_name(path)}:{line_no + 1}",
                         text=raw[:100_000],
                         metadata={
                             "error": f"malformed_record: {error}",
@@ -250,25 +292,17 @@ class WriteTokenShardFn(beam.DoFn):
         self.output_dir = output_dir
 
     def process(self, element: tuple[tuple[str, int], Iterable[dict[str, Any]]]):
-        from array_record.python.array_record_module import ArrayRecordWriter
-
         (split, index), records = element
         ordered = sorted(records, key=lambda r: r["id"])
-        path = os.path.join(self.output_dir, shard_file(split, index))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        writer = ArrayRecordWriter(tmp, "group_size:1")
-        for record in ordered:
-            writer.write(record["tokens"])
-        writer.close()
-        os.replace(tmp, path)
+        path = FileSystems.join(self.output_dir, shard_file(split, index))
+        write_array_record(path, (r["tokens"] for r in ordered))
         stats = {
             "documents": len(ordered),
             "tokens": sum(r["n_tokens"] for r in ordered),
             "bytes": sum(r["n_bytes"] for r in ordered),
         }
         common.write_json(
-            os.path.join(self.output_dir, WORK_DIR, f"{split}-{index:05d}.json"), stats
+            FileSystems.join(self.output_dir, WORK_DIR, f"{split}-{index:05d}.json"), stats
         )
         common.count(f"tokenize.written.{split}", len(ordered))
         yield split, index, stats
@@ -288,8 +322,9 @@ def build(
 
     Args:
       input: glob (or list) of ``*.jsonl[.gz]`` documents, or a data/dedup output directory.
-      output_dir: where the shards, manifest.json and COMPLETED go.
-      tokenizer: a tokenizer directory or rank file (anything ``load_tokenizer`` reads).
+      output_dir: where the shards, manifest.json and COMPLETED go (local path or bucket URL).
+      tokenizer: a tokenizer directory or rank file (anything ``load_tokenizer`` reads; a bucket
+        URL is staged on local disk to load).
       validation_fraction: share of documents (by sha1 of the id) in the validation split.
       train_shards: number of train shards (default: one per input file).
       validation_shards: number of validation shards.

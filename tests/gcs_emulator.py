@@ -194,8 +194,13 @@ class GcsEmulator:
 
     # -- client settings --------------------------------------------------------------
     def environ(self) -> dict[str, str]:
-        """The environment variables that point every client at this server."""
+        """The environment variables that point every client at this server. ``PYTHONPATH``
+        gains a folder whose ``sitecustomize`` applies this module's in-process changes in every
+        Python subprocess too (``deepdive run`` stages, Beam pipelines run by commands)."""
         return {
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (_subprocess_site_dir(), os.environ.get("PYTHONPATH")) if p
+            ),
             "STORAGE_EMULATOR_HOST": self.url,
             "TENSORSTORE_GCS_HTTP_URL": self.url,
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake-gcs-token",
@@ -239,6 +244,28 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 
 
 # -- in-process client state -----------------------------------------------------------
+_SITE_DIR: str | None = None
+
+
+def _subprocess_site_dir() -> str:
+    """A folder holding a ``sitecustomize.py`` that loads this file and applies
+    :func:`_use_plain_gcsfs` and :func:`_patch_storage_batch_content_ids` at interpreter start."""
+    global _SITE_DIR
+    if _SITE_DIR is None:
+        _SITE_DIR = tempfile.mkdtemp(prefix="deepdive-gcs-site-")
+        code = (
+            "import importlib.util\n"
+            f"_spec = importlib.util.spec_from_file_location('_gcs_emulator', {__file__!r})\n"
+            "_module = importlib.util.module_from_spec(_spec)\n"
+            "_spec.loader.exec_module(_module)\n"
+            "_module._use_plain_gcsfs()\n"
+            "_module._patch_storage_batch_content_ids()\n"
+        )
+        with open(os.path.join(_SITE_DIR, "sitecustomize.py"), "w") as f:
+            f.write(code)
+    return _SITE_DIR
+
+
 def _use_plain_gcsfs():
     """Register gcsfs.core.GCSFileSystem (token="anon", no listings cache) for gs/gcs."""
     try:

@@ -6,6 +6,7 @@ gzip JSON Lines shards ``documents/NNNNN.jsonl.gz``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import gzip
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from framework.core import paths
 from framework.core.errors import InputError
 
 
@@ -74,7 +76,9 @@ def expand_inputs(pattern: str | os.PathLike | list) -> list[str]:
     files: list[str] = []
     for p in patterns:
         p = str(p)
-        if os.path.isdir(p):
+        if paths.is_url(p):  # a bucket: a folder's documents, or a glob in its last component
+            files += _expand_url(p)
+        elif os.path.isdir(p):
             inner = (
                 os.path.join(p, "documents") if os.path.isdir(os.path.join(p, "documents")) else p
             )
@@ -86,10 +90,22 @@ def expand_inputs(pattern: str | os.PathLike | list) -> list[str]:
     return files
 
 
+def _expand_url(pattern: str) -> list[str]:
+    folder = paths.as_path(pattern)
+    if not any(ch in pattern for ch in "*?["):
+        if (folder / "documents").is_dir():
+            folder = folder / "documents"
+        return sorted(str(f) for f in folder.glob("*.jsonl*")) if folder.is_dir() else []
+    return sorted(str(f) for f in folder.parent.glob(folder.name))
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
-    """Documents of one ``.jsonl`` or ``.jsonl.gz`` file (raises ValueError on a bad line)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as raw:
+    """Documents of one ``.jsonl`` or ``.jsonl.gz`` file, local or in a bucket (raises
+    ValueError on a bad line)."""
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(paths.as_path(path).open("rb"))
+        if str(path).endswith(".gz"):
+            raw = stack.enter_context(gzip.GzipFile(fileobj=raw))
         for line_no, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
             if not line.strip():
                 continue

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from framework.core import paths
 from framework.core.errors import InputError
 
 
@@ -75,7 +76,14 @@ def _declared_inputs() -> str:
 
 
 def load_tokenizer(path: str | os.PathLike) -> Any:
-    """The tokenizer at ``path`` (see the module docstring for what ``path`` may be)."""
+    """The tokenizer at ``path`` (see the module docstring for what ``path`` may be; a bucket
+    URL is copied to a temporary local folder first, as the plugins read local files)."""
+    if paths.is_url(path):
+        local = paths.local_copy(path)
+        try:
+            return load_tokenizer(local)
+        finally:
+            paths.remove_local_copy(local, path)
     path = Path(path).expanduser()
     meta_path = path / "tokenizer.json"
     if path.is_dir() and meta_path.is_file():

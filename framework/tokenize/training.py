@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import gin
 
+from framework.core import paths
 from framework.core.errors import InputError
 from framework.tokenize.files import iter_texts
 
@@ -65,8 +67,13 @@ def train_tokenizer(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - start
-    out = Path(output_dir)
-    tokenizer.save(out)
+    out = paths.as_path(output_dir)
+    if paths.is_url(out):  # plugins save to local files: stage, then copy into the bucket
+        with tempfile.TemporaryDirectory(prefix="deepdive-tokenizer-") as staging:
+            tokenizer.save(Path(staging) / "tokenizer")
+            paths.copy_tree(Path(staging) / "tokenizer", out)
+    else:
+        tokenizer.save(Path(out))
     stats: dict[str, Any] = {
         "texts": len(texts),
         "bytes": n_bytes,
@@ -83,7 +90,7 @@ def train_tokenizer(
             "to merge (a larger corpus gives the rest)"
         )
         print(f"note: {stats['note']}", file=sys.stderr)
-    (out / "training.json").write_text(json.dumps(stats, indent=2))
+    paths.write_text(out / "training.json", json.dumps(stats, indent=2))
     return stats
 
 

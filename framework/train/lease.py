@@ -146,7 +146,11 @@ class Lease:
 
 
 def _write(path: epath.Path, record: dict[str, Any]) -> None:
-    """Write via a temporary file and rename, so a local reader never sees half a file."""
+    """Write via a temporary file and rename, so a local reader never sees half a file (an
+    object upload to a bucket is atomic already, and a rename there is a copy and a delete)."""
+    if "://" in str(path):
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        return
     tmp = path.parent / f".{path.name}.{record['token']}.tmp"
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from framework.cli import app as cli
-from framework.core import config
+from framework.core import config, paths
 from framework.core.errors import ConfigError
 
 
@@ -43,13 +43,21 @@ def build_spec(
     return parsed, spec
 
 
+def check_locations(spec: Any, *more: tuple[str, Any]) -> None:
+    """One line (exit 2) when INPUT, OUTPUT_DIR or a ``(macro, value)`` of ``more`` is a bucket
+    URL whose bucket does not exist or cannot be listed; local paths pass. Nothing is written."""
+    inputs = spec.input if isinstance(spec.input, list | tuple) else [spec.input]
+    named = [*(("INPUT", p) for p in inputs), ("OUTPUT_DIR", spec.output_dir), *more]
+    for macro, value in named:
+        paths.check_location(str(value), macro)
+
+
 def prepare_outputs(
     args: argparse.Namespace, spec: Any, parsed: config.ParsedConfig, owned: list[str], files
 ) -> None:
-    """Clear a previous run's outputs and write config.gin + run_manifest.json when the output
-    directory is on this machine's filesystem (whatever the runner; not for gs:// and such)."""
+    """Refuse a completed run (unless --overwrite), clear a previous run's outputs and write
+    config.gin + run_manifest.json; OUTPUT_DIR may be local or a bucket URL (``gs://``)."""
     from beam_pipelines import common
 
-    if "://" not in str(spec.output_dir):
-        common.prepare_output_dir(spec.output_dir, args.overwrite, owned)
-        config.write_run_files(spec.output_dir, parsed, input_files=files)
+    common.prepare_output_dir(spec.output_dir, args.overwrite, owned)
+    config.write_run_files(spec.output_dir, parsed, input_files=files)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from framework.cli.commands import beam_command
 from framework.core import config
@@ -53,6 +52,7 @@ def build_pipeline(args: argparse.Namespace, check_required: bool = True):
 
 def validate_config(args: argparse.Namespace) -> None:
     _parsed, spec = build_pipeline(args)
+    beam_command.check_locations(spec)  # a missing bucket: one line, exit 2
     files = spec.files()  # InputError when nothing matches
     if spec.extractor is None and any(not f.endswith((".jsonl", ".jsonl.gz")) for f in files):
         raise ConfigError("fineweb.build.extractor is None but the input has HTML/WARC files")
@@ -67,8 +67,11 @@ def quiet_beam_logs() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from apache_beam.io.filesystems import FileSystems
+
     quiet_beam_logs()
     parsed, spec = build_pipeline(args)
+    beam_command.check_locations(spec)
     files = spec.files()
     if args.dry_run:
         config.build_references()
@@ -83,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{stats['pages']} pages → {stats['documents']} documents kept, {removed} removed, "
         f"{stats['errors']} errors in {stats['wall_time_s']:.1f} s "
-        f"({stats['pages_per_s'] or 0:.1f} pages/s); see {os.path.join(spec.output_dir, 'stats.json')}"
+        f"({stats['pages_per_s'] or 0:.1f} pages/s); "
+        f"see {FileSystems.join(spec.output_dir, 'stats.json')}"
     )
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from framework.cli.commands import beam_command
 from framework.core import config
@@ -50,13 +49,17 @@ def build_pipeline(args: argparse.Namespace, check_required: bool = True):
 
 def validate_config(args: argparse.Namespace) -> None:
     _parsed, spec = build_pipeline(args)
+    beam_command.check_locations(spec)  # a missing bucket: one line, exit 2
     spec.files()  # InputError when nothing matches
 
 
 def run(args: argparse.Namespace) -> int:
+    from apache_beam.io.filesystems import FileSystems
+
     from beam_pipelines import minhash
 
     parsed, spec = build_pipeline(args)
+    beam_command.check_locations(spec)
     files = spec.files()
     if args.dry_run:
         config.build_references()
@@ -69,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
         f"{stats['clusters']} clusters ({stats['no_signature']} too short to sign, "
         f"{stats['malformed']} malformed) in {stats['wall_time_s']:.1f} s "
         f"({stats['documents_per_s'] or 0:.1f} docs/s); "
-        f"see {os.path.join(spec.output_dir, 'stats.json')}"
+        f"see {FileSystems.join(spec.output_dir, 'stats.json')}"
     )
     return 0

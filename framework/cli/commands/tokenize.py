@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from framework.cli.commands import beam_command
 from framework.core import config
@@ -48,14 +47,18 @@ def build_spec(args: argparse.Namespace):
 
 def validate_config(args: argparse.Namespace) -> None:
     _parsed, spec = build_spec(args)
+    beam_command.check_locations(spec, ("TOKENIZER", spec.tokenizer))  # one line, exit 2
     spec.files()
     spec.load_tokenizer()
 
 
 def run(args: argparse.Namespace) -> int:
+    from apache_beam.io.filesystems import FileSystems
+
     from beam_pipelines import common, tokenize
 
     parsed, spec = build_spec(args)
+    beam_command.check_locations(spec, ("TOKENIZER", spec.tokenizer))
     files = spec.files()
     tok = spec.load_tokenizer()
     if args.dry_run:
@@ -70,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
         f"{train['documents']} train documents ({train['tokens']} tokens, "
         f"{train['bytes_per_token']} bytes/token), {val['documents']} validation documents "
         f"({val['tokens']} tokens), {stats['malformed']} malformed, in {stats['wall_time_s']:.1f} s; "
-        f"see {os.path.join(spec.output_dir, 'manifest.json')}"
+        f"see {FileSystems.join(spec.output_dir, 'manifest.json')}"
     )
     return 0

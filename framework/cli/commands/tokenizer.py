@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from framework.cli import app as cli
+from framework.core import paths
 from framework.core.errors import ConfigError, InputError
 from framework.tokenize import training
 
@@ -74,6 +74,9 @@ def validate_config(args: argparse.Namespace) -> None:
     vocab = config.query("train_tokenizer.vocab_size")
     if isinstance(vocab, int) and vocab < 256:
         raise ConfigError(f"VOCAB_SIZE = {vocab}: must be at least 256 (the byte alphabet)")
+    output_dir = config.query("OUTPUT_DIR") or config.query("train_tokenizer.output_dir")
+    if isinstance(output_dir, str):
+        paths.check_location(output_dir, "OUTPUT_DIR")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -88,7 +91,7 @@ def _run_train(args: argparse.Namespace) -> int:
     output_dir = config.query("OUTPUT_DIR") or config.query("train_tokenizer.output_dir")
     stats = training.train_tokenizer()
     config.write_run_files(output_dir, parsed, training=stats)
-    (Path(output_dir) / "COMPLETED").write_text("")  # last: marks a finished tokenizer directory
+    paths.write_text(paths.as_path(output_dir) / "COMPLETED", "")  # last: a finished tokenizer
     print(
         f"saved {output_dir}: vocab {stats['vocab_size']}, {stats['bytes'] / 1e6:.2f} MB in "
         f"{stats['seconds']:.1f} s ({stats['mb_per_s']} MB/s)"
