@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from framework.cli import app as cli
+from tests import gcs_emulator
 
 
 def _convert(hf_dir, ranks, output, *extra):
@@ -132,3 +133,33 @@ def test_sample_json_reports_the_length_asked_past_the_context(converted, capsys
     assert document["max_new_tokens"] == 100
     assert document["max_new_tokens_per_pass"] == 48
     assert len(document["samples"][0]["tokens"]) == 100
+
+
+gcs_server = gcs_emulator.gcs_server
+gcs_bucket = gcs_emulator.gcs_bucket
+
+
+def test_convert_and_eval_on_a_bucket_run_directory(
+    hf_gpt2, byte_ranks, gcs_bucket, tmp_path, capsys
+):
+    """``convert --output`` and ``eval --json`` with gs:// paths (fake-gcs-server):
+    the bucket run evaluates to the same loss as the same conversion on local disk."""
+    from etils import epath
+
+    local, bucket = tmp_path / "gpt2", f"{gcs_bucket}/runs/gpt2"
+    assert _convert(hf_gpt2[0], byte_ranks, local) == 0
+    assert _convert(hf_gpt2[0], byte_ranks, bucket) == 0
+    assert epath.Path(bucket, "COMPLETED").exists()
+    text = tmp_path / "text.txt"
+    text.write_text("Hello, world! The quick brown fox jumps over the lazy dog. " * 20)
+    results = {}
+    for name, run in (("local", local), ("bucket", bucket)):
+        report = f"{gcs_bucket}/reports/{name}.json"
+        argv = ["eval", f"--gin.MODEL_DIR='{run}'", "--text", str(text), "--json", report,
+                "--gin.SEQ_LEN=32"]  # fmt: skip
+        assert cli.main(argv) == 0
+        results[name] = json.loads(epath.Path(report).read_text())["val_loss"]
+    assert results["bucket"] == results["local"]
+    capsys.readouterr()
+    assert _convert(hf_gpt2[0], byte_ranks, bucket) == 2  # holds checkpoints: --overwrite
+    assert "--overwrite" in capsys.readouterr().err
