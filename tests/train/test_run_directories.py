@@ -125,6 +125,11 @@ def test_a_bucket_run_trains_resumes_and_samples(tmp_path, gcs_bucket, capsys, b
     assert _damage_newest(run) == 4
     assert _sample(run) == 2
     assert "checkpoint 4 is damaged" in capsys.readouterr().err
+    further = str(tmp_path / "further")
+    _train(further, 6)
+    _train(run, 6)  # from the bucket's checkpoint 2; step 4 moved aside in the bucket
+    assert epath.Path(run, "checkpoints", "4.damaged").exists()
+    assert _losses(run) == _losses(further)
 
 
 def test_a_bucket_that_does_not_exist_fails_validation(gcs_bucket, capsys):
