@@ -1,5 +1,5 @@
 """deepdive's built-in plugins, one concept per module; each module registers itself on import.
 
 Sub-packages by kind: ``filters``, ``extractors``, ``formatters``, ``tokenizers``, ``models``,
-``samplers``, ``launchers``. ``framework.discovery`` imports every module below this package.
+``templates``, ``samplers``, ``launchers``. ``framework.discovery`` imports every module below this package.
 """

@@ -124,6 +124,18 @@ class Sampler(Protocol):
 
 
 @runtime_checkable
+class ChatTemplate(Protocol):
+    """Turns OpenAI-style messages into a model's chat text, split into segments that say which
+    characters are the assistant's (what supervised fine-tuning learns: its content and the
+    end-of-turn token) — see ``plugins/templates/``."""
+
+    special_tokens: tuple[str, ...]  # the template's control tokens, added to the tokenizer
+    end_of_turn: str  # where a generated assistant turn stops
+
+    def render(self, messages: Any, add_generation_prompt: bool = False) -> Any: ...
+
+
+@runtime_checkable
 class Launcher(Protocol):
     def launch(self, *args: Any, **kwargs: Any) -> Any: ...
 
@@ -287,6 +299,7 @@ MODELS = Registry("models", Model)
 SAMPLERS = Registry("samplers", Sampler)
 LAUNCHERS = Registry("launchers", Launcher)
 CONVERTERS = Registry("converters", Converter)
+TEMPLATES = Registry("templates", ChatTemplate)
 DATA = Registry("data")  # training input sources (framework/train/input.py)
 
 
