@@ -159,15 +159,73 @@ class LearnedPositions(nnx.Module):
         return jnp.take(self.embedding[...], positions, axis=0).astype(self.dtype)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+def llama3_inv_freq(
+    inv_freq: jax.Array,
+    *,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original_max_seq_len: int,
+) -> jax.Array:
+    """Llama 3.1 RoPE frequency scaling ("llama3" ``rope_type``): fp32 ``inv_freq [D/2]`` ->
+    the scaled inverse frequencies ``[D/2]``, op for op as transformers'
+    ``_compute_llama3_parameters``, so converted checkpoints reproduce its logits.
+
+    Why: Llama 3.1+ extends its context past ``original_max_seq_len`` (the pre-training length) by
+    slowing down the rotations whose wavelength is longer than that context. Wavelengths shorter
+    than ``original_max_seq_len / high_freq_factor`` are kept; longer than
+    ``original_max_seq_len / low_freq_factor`` are divided by ``factor``; in between, a linear
+    blend of the two in ``original_max_seq_len / wavelength``.
+    """
+    low_freq_wavelen = original_max_seq_len / low_freq_factor
+    high_freq_wavelen = original_max_seq_len / high_freq_factor
+    wavelen = 2 * math.pi / inv_freq  # [D/2]
+    scaled = jnp.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth = (original_max_seq_len / wavelen - low_freq_factor) / (
+        high_freq_factor - low_freq_factor
+    )
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return jnp.where(is_medium, smoothed, scaled)
+
+
+@dataclasses.dataclass(frozen=True)
+class Llama3RopeScaling:
+    """:func:`llama3_inv_freq` with its hyper-parameters bound: the ``rope_scaling`` argument of
+    :func:`apply_rope` / :class:`CausalSelfAttention`. A frozen (hashable, compared by value)
+    dataclass, so it can sit as a static attribute of an NNX module."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_seq_len: int
+
+    def __call__(self, inv_freq: jax.Array) -> jax.Array:
+        return llama3_inv_freq(inv_freq, **dataclasses.asdict(self))
+
+
+RopeScaling = Callable[[jax.Array], jax.Array]  # fp32 inv_freq [D/2] -> scaled [D/2]
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> jax.Array:
+    """The fp32 RoPE inverse frequencies ``theta**(-2i/D)``, ``[D/2]``, then ``scaling`` if any."""
+    half = head_dim // 2
+    inv_freq = 1.0 / (theta ** (jnp.arange(half, dtype=jnp.float32) * 2.0 / head_dim))  # [D/2]
+    return inv_freq if scaling is None else scaling(inv_freq)
+
+
+def apply_rope(
+    x: jax.Array, positions: jax.Array, theta: float, scaling: RopeScaling | None = None
+) -> jax.Array:
     """Rotary position embedding, "rotate half" layout (as Meta's HF Llama checkpoints use).
 
     x [B, T, H, D], positions int [B, T]. Dimension ``i < D/2`` pairs with ``i + D/2`` and is
-    rotated by the angle ``position * theta**(-2i/D)``. Angles and products are fp32.
+    rotated by the angle ``position * theta**(-2i/D)`` (that frequency rescaled by ``scaling``,
+    e.g. :class:`Llama3RopeScaling`, when given). Angles and products are fp32.
     """
     d = x.shape[-1]
     half = d // 2
-    inv_freq = 1.0 / (theta ** (jnp.arange(half, dtype=jnp.float32) * 2.0 / d))  # [D/2]
+    inv_freq = rope_inv_freq(d, theta, scaling)  # [D/2]
     angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
     cos = jnp.cos(angles)[:, :, None, :]  # [B, T, 1, D/2]
     sin = jnp.sin(angles)[:, :, None, :]
@@ -428,7 +486,8 @@ class CausalSelfAttention(nnx.Module):
 
     Multi-head: one fused kernel ``qkv [C, 3, H, D]``. Grouped-query: ``q [C, H, D]`` and a fused
     ``kv [C, 2, K, D]``; each group of ``H/K`` query heads shares one key/value head. Output
-    projection ``out [H, D, C]``. Optional biases (GPT-2) and rotary positions (Llama).
+    projection ``out [H, D, C]``. Optional biases (GPT-2) and rotary positions (Llama), with an
+    optional ``rope_scaling`` of their frequencies (:class:`Llama3RopeScaling`).
     """
 
     def __init__(
@@ -440,6 +499,7 @@ class CausalSelfAttention(nnx.Module):
         *,
         use_bias: bool,
         rope_theta: float | None,
+        rope_scaling: RopeScaling | None = None,
         init: Initializer,
         out_init: Initializer,
         dtype,
@@ -470,6 +530,7 @@ class CausalSelfAttention(nnx.Module):
         self.out = param(rngs, out_init, (h, d, d_model), ("heads", "head_dim", "embed"))
         self.out_bias = param(rngs, zeros, (d_model,), ("embed",)) if use_bias else None
         self.rope_theta = rope_theta
+        self.rope_scaling = rope_scaling
         self.dtype = jnp.dtype(dtype)
         self.implementation = implementation
 
@@ -497,8 +558,8 @@ class CausalSelfAttention(nnx.Module):
         """x [B, T, C] -> ([B, T, C], updated (k, v) cache of this layer or None)."""
         q, k, v = self._project(x)  # q [B, T, H, D], k/v [B, T, K, D]
         if self.rope_theta is not None:
-            q = apply_rope(q, positions, self.rope_theta)
-            k = apply_rope(k, positions, self.rope_theta)
+            q = apply_rope(q, positions, self.rope_theta, self.rope_scaling)
+            k = apply_rope(k, positions, self.rope_theta, self.rope_scaling)
         scale = 1.0 / math.sqrt(self.head_dim)
         if kv_cache is not None:
             cache_k, cache_v = kv_cache  # keys transposed [B*K, D, S], values [B*K, S, D]

@@ -23,6 +23,8 @@ from framework.core.registry import MODELS
 from framework.models import layers
 from framework.models.kv_cache import KVCache
 
+ROPE_SCALINGS = ("llama3",)  # values of LlamaConfig.rope_scaling besides None
+
 
 @MODELS.register("llama")
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +33,13 @@ class LlamaConfig(layers.PalmFlopsPerToken):
 
     ``num_kv_heads``: None = num_heads (multi-head); 1 = multi-query. ``mlp_dim``: None = Meta's
     rule, ``multiple_of`` rounded up from 2/3 · 4 · d_model. ``max_seq_len`` is the context the
-    trainer and sampler check against (RoPE itself has no table). The dtype policy
+    trainer and sampler check against (RoPE itself has no table).
+
+    ``rope_scaling``: None = plain RoPE; ``"llama3"`` = Llama 3.1's long-context frequency
+    scaling (``layers.llama3_inv_freq``) with ``rope_scaling_factor``, ``rope_low_freq_factor``,
+    ``rope_high_freq_factor`` and ``rope_original_max_seq_len`` (HF ``rope_scaling`` keys
+    ``factor``, ``low_freq_factor``, ``high_freq_factor``, ``original_max_position_embeddings``);
+    those four are ignored when ``rope_scaling`` is None. The dtype policy
     (``param_dtype``, ``compute_dtype``), ``attention_impl``, ``remat`` and ``scan_layers`` are as
     for ``gpt2``.
     """
@@ -45,6 +53,11 @@ class LlamaConfig(layers.PalmFlopsPerToken):
     mlp_dim: int | None = None
     multiple_of: int = 256
     rope_theta: float = 10000.0
+    rope_scaling: str | None = None  # None (plain RoPE) or one of ROPE_SCALINGS
+    rope_scaling_factor: float = 8.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_seq_len: int = 8192
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     init_std: float = 0.02
@@ -80,6 +93,29 @@ class LlamaConfig(layers.PalmFlopsPerToken):
         if self.head_dim % 2:
             raise ConfigError(f"models.llama: head size {self.head_dim} must be even for RoPE")
         layers.check_dtypes("llama", self.param_dtype, self.compute_dtype)
+        self._check_rope_scaling()
+
+    def _check_rope_scaling(self) -> None:
+        from framework.core.errors import ConfigError
+
+        if self.rope_scaling is None:
+            return
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise ConfigError(
+                f"models.llama: rope_scaling={self.rope_scaling!r}; known: None, "
+                + ", ".join(repr(name) for name in ROPE_SCALINGS)
+            )
+        layers.check_positive(
+            "llama",
+            rope_scaling_factor=self.rope_scaling_factor,
+            rope_low_freq_factor=self.rope_low_freq_factor,
+            rope_original_max_seq_len=self.rope_original_max_seq_len,
+        )
+        if self.rope_high_freq_factor <= self.rope_low_freq_factor:
+            raise ConfigError(
+                f"models.llama: rope_high_freq_factor={self.rope_high_freq_factor} must exceed "
+                f"rope_low_freq_factor={self.rope_low_freq_factor}"
+            )
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -96,6 +132,18 @@ class LlamaConfig(layers.PalmFlopsPerToken):
             return self.mlp_dim
         hidden = int(2 * 4 * self.d_model / 3)
         return self.multiple_of * math.ceil(hidden / self.multiple_of)
+
+    @property
+    def rope_frequency_scaling(self) -> layers.Llama3RopeScaling | None:
+        """What ``rope_scaling`` does to the RoPE frequencies (None: plain RoPE)."""
+        if self.rope_scaling is None:
+            return None
+        return layers.Llama3RopeScaling(
+            factor=float(self.rope_scaling_factor),
+            low_freq_factor=float(self.rope_low_freq_factor),
+            high_freq_factor=float(self.rope_high_freq_factor),
+            original_max_seq_len=int(self.rope_original_max_seq_len),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -132,6 +180,7 @@ class Block(nnx.Module):
             c.kv_heads,
             use_bias=False,
             rope_theta=c.rope_theta,
+            rope_scaling=c.rope_frequency_scaling,
             init=init,
             out_init=out_init,
             dtype=c.compute_dtype,

@@ -1,7 +1,8 @@
 """``converters.hf_llama``: Hugging Face ``LlamaForCausalLM`` checkpoints -> ``models.llama``.
 
 ``nn.Linear`` weights ``[out, in]`` are transposed; separate q/k/v projections become the fused
-``qkv`` (multi-head) or ``q`` + ``kv`` (grouped-query) kernels.
+``qkv`` (multi-head) or ``q`` + ``kv`` (grouped-query) kernels. RoPE is plain or Llama 3.1's
+``rope_type: "llama3"`` scaling; a tied head (``tie_word_embeddings``) reuses the embedding.
 Read by ``deepdive convert hf_llama`` through ``framework.models.hf_import``.
 """
 
@@ -16,6 +17,40 @@ from framework.core.registry import CONVERTERS
 from framework.models import hf_import as hf
 from framework.models.hf_import import Flat
 
+_LLAMA3_KEYS = {  # HF rope_scaling key -> models.llama field
+    "factor": "rope_scaling_factor",
+    "low_freq_factor": "rope_low_freq_factor",
+    "high_freq_factor": "rope_high_freq_factor",
+    "original_max_position_embeddings": "rope_original_max_seq_len",
+}
+
+
+def _rope_kwargs(hf: dict[str, Any]) -> dict[str, Any]:
+    """``rope_theta`` and the ``rope_scaling*`` fields of ``models.llama`` from a HF config.
+
+    Published Llama 3.x folders hold ``rope_scaling`` (``rope_type`` and its parameters) beside a
+    top-level ``rope_theta``; transformers >= 5 writes both into ``rope_parameters``; older files
+    spell ``type`` for ``rope_type``. Only plain RoPE and ``"llama3"`` are implemented: any other
+    scaling would silently change the logits, so it is refused.
+    """
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    theta = float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    rope_type = rope.get("rope_type", rope.get("type")) or "default"
+    if rope_type == "default":
+        return dict(rope_theta=theta)
+    if rope_type != "llama3":
+        raise InputError(
+            f"config.json: rope_type {rope_type!r} is not supported by llama "
+            "(plain RoPE or 'llama3' only)"
+        )
+    values = {"original_max_position_embeddings": hf.get("max_position_embeddings")} | rope
+    missing = [key for key in _LLAMA3_KEYS if values.get(key) is None]
+    if missing:
+        raise InputError(f"config.json: llama3 rope scaling lacks {', '.join(missing)}")
+    scaling = {field: float(values[key]) for key, field in _LLAMA3_KEYS.items()}
+    scaling["rope_original_max_seq_len"] = int(scaling["rope_original_max_seq_len"])
+    return dict(rope_theta=theta, rope_scaling="llama3", **scaling)
+
 
 def _config_kwargs(hf: dict[str, Any]) -> dict[str, Any]:
     """``models.llama`` fields from a HF ``LlamaConfig`` dict."""
@@ -23,10 +58,6 @@ def _config_kwargs(hf: dict[str, Any]) -> dict[str, Any]:
         raise InputError("config.json: attention_bias/mlp_bias are not supported by llama")
     if hf.get("hidden_act", "silu") != "silu":
         raise InputError(f"config.json: hidden_act={hf['hidden_act']!r}; llama uses silu")
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
-        raise InputError(f"config.json: rope scaling {rope} is not supported (plain RoPE only)")
-    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
     c, h = int(hf["hidden_size"]), int(hf["num_attention_heads"])
     if hf.get("head_dim") not in (None, c // h):
         raise InputError(f"config.json: head_dim={hf['head_dim']} != hidden_size/heads")
@@ -38,7 +69,7 @@ def _config_kwargs(hf: dict[str, Any]) -> dict[str, Any]:
         num_kv_heads=int(hf.get("num_key_value_heads") or h),
         d_model=c,
         mlp_dim=int(hf["intermediate_size"]),
-        rope_theta=float(theta),
+        **_rope_kwargs(hf),
         norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
     )

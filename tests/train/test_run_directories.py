@@ -23,11 +23,12 @@ from tests.train.helpers import TINY
 gcs_server = gcs_emulator.gcs_server
 gcs_bucket = gcs_emulator.gcs_bucket
 
+# a constant learning rate: runs of different lengths compare step for step
 GPT2 = ["train.model = @models.gpt2()", "models.gpt2.vocab_size = 257",
         "models.gpt2.max_seq_len = 16", "models.gpt2.num_layers = 2", "models.gpt2.num_heads = 2",
         "models.gpt2.d_model = 16", "CHECKPOINT_EVERY = 2", "train.keep_checkpoints = 5",
         "sharding.MeshConfig.shape = (1, 1, 1)", "sharding.MeshConfig.num_devices = 1",
-        "train.schedule = 'constant'"]  # fmt: skip  (runs of different lengths compare)
+        "train.schedule = 'constant'"]  # fmt: skip
 
 
 def _train(model_dir: str, steps: int) -> None:

@@ -20,7 +20,7 @@ use it like a trained run.
 
 sources (plugins of kind `converters`; `deepdive plugins --kind converters` lists them all):
   hf_gpt2    GPT2LMHeadModel (gpt2, gpt2-medium, ..., or your own) -> models.gpt2
-  hf_llama   LlamaForCausalLM (plain RoPE; no rope scaling) -> models.llama
+  hf_llama   LlamaForCausalLM (plain or Llama 3.1 "llama3" RoPE scaling) -> models.llama
 
 examples:
   deepdive convert hf_gpt2 --from ~/hf/gpt2 --tokenizer gpt2.tiktoken --output runs/gpt2
