@@ -37,3 +37,13 @@ def _fresh_gin_bindings():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def byte_ranks(tmp_path_factory):
+    """A tiktoken rank file with the 256 single bytes (a 257-id tokenizer with <|endoftext|>)."""
+    import base64
+
+    path = tmp_path_factory.mktemp("tok") / "bytes.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256)))
+    return path

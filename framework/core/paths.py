@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from etils import epath
@@ -69,10 +70,11 @@ def write_text(path: PathLike, text: str) -> None:
     target.write_text(text)
 
 
-def copy_tree(source: PathLike, target: PathLike) -> None:
-    """Copy the folder ``source`` to ``target`` (either may be a URL), replacing ``target``."""
+def copy_tree(source: PathLike, target: PathLike, replace: bool = True) -> None:
+    """Copy the folder ``source`` to ``target`` (either may be a URL), replacing ``target``
+    (else adding to what it holds)."""
     source, target = as_path(source), as_path(target)
-    if target.exists():
+    if replace and target.exists():
         target.rmtree()
     for path in walk(source):
         relative = os.path.relpath(os.fspath(path), os.fspath(source))
@@ -90,6 +92,21 @@ def walk(folder: PathLike):
         yield child
         if child.is_dir():
             yield from walk(child)
+
+
+def save_folder(target: PathLike, save: Callable[[str], Any]) -> epath.Path:
+    """``save(local_folder_name)`` into ``target``: directly when local, else into a temporary
+    folder whose files are then copied into the bucket (what ``target`` already holds stays),
+    for libraries that only write local files (tokenizer plugins)."""
+    target = as_path(target)
+    if not is_url(target):
+        save(os.fspath(target))
+        return target
+    with tempfile.TemporaryDirectory(prefix="deepdive-stage-") as staging:
+        local = os.path.join(staging, target.name or "folder")
+        save(local)
+        copy_tree(local, target, replace=False)
+    return target
 
 
 def local_copy(path: PathLike) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,12 +67,7 @@ def train_tokenizer(
         bar.close()
     seconds = time.perf_counter() - start
     out = paths.as_path(output_dir)
-    if paths.is_url(out):  # plugins save to local files: stage, then copy into the bucket
-        with tempfile.TemporaryDirectory(prefix="deepdive-tokenizer-") as staging:
-            tokenizer.save(Path(staging) / "tokenizer")
-            paths.copy_tree(Path(staging) / "tokenizer", out)
-    else:
-        tokenizer.save(Path(out))
+    paths.save_folder(out, lambda local: tokenizer.save(Path(local)))
     stats: dict[str, Any] = {
         "texts": len(texts),
         "bytes": n_bytes,

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from typing import Any
 
 from framework.core import paths
@@ -139,17 +136,12 @@ def copy_tokenizer(tokenizer_path: PathLike | None, model_dir: PathLike) -> Any:
 
 
 def save_tokenizer(tokenizer: Any, model_dir: PathLike) -> Any:
-    """Save ``tokenizer`` as ``MODEL_DIR/tokenizer`` (staged locally for a bucket run)."""
+    """Save ``tokenizer`` as ``MODEL_DIR/tokenizer``, replacing an older one (staged locally
+    for a bucket run)."""
     target = paths.as_path(model_dir) / TOKENIZER_DIR
-    if not paths.is_url(target):
-        if target.exists():
-            shutil.rmtree(target)
-        tokenizer.save(str(target))
-        return target
-    with tempfile.TemporaryDirectory(prefix="deepdive-tokenizer-") as staging:
-        tokenizer.save(os.path.join(staging, TOKENIZER_DIR))
-        paths.copy_tree(os.path.join(staging, TOKENIZER_DIR), target)
-    return target
+    if target.exists():
+        target.rmtree()
+    return paths.save_folder(target, tokenizer.save)
 
 
 def load_run_tokenizer(model_dir: PathLike) -> Any:
@@ -159,11 +151,7 @@ def load_run_tokenizer(model_dir: PathLike) -> Any:
         return None
     from framework.tokenize.files import load_tokenizer
 
-    local = paths.local_copy(folder)
-    try:
-        return load_tokenizer(local)
-    finally:
-        paths.remove_local_copy(local, folder)
+    return load_tokenizer(str(folder))  # stages a bucket folder itself
 
 
 # -- orbax ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import Any
 
 from etils import epath
 
+from framework.core import paths
 from framework.core.errors import InputError
 
 LEASE_FILE = "lease.json"
@@ -148,7 +149,7 @@ class Lease:
 def _write(path: epath.Path, record: dict[str, Any]) -> None:
     """Write via a temporary file and rename, so a local reader never sees half a file (an
     object upload to a bucket is atomic already, and a rename there is a copy and a delete)."""
-    if "://" in str(path):
+    if paths.is_url(path):
         path.write_text(json.dumps(record, indent=1) + "\n")
         return
     tmp = path.parent / f".{path.name}.{record['token']}.tmp"

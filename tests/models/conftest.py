@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.models.hf_reference import random_llama
+
 
 @pytest.fixture(scope="session")
 def torch_transformers():
@@ -47,37 +49,7 @@ def hf_gpt2(torch_transformers, tmp_path_factory):
 def hf_llama_gqa(torch_transformers, tmp_path_factory):
     """(folder, torch model): a 2-layer Llama with 4 query / 2 key-value heads, untied head."""
     torch, transformers = torch_transformers
-    torch.manual_seed(1)
-    config = transformers.LlamaConfig(
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        rope_theta=1000.0,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=256,
-        eos_token_id=256,
-        pad_token_id=256,
-    )
-    model = transformers.LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.add_(0.1 * torch.randn_like(p))
+    model = random_llama(torch, transformers, seed=1)
     folder = tmp_path_factory.mktemp("hf_llama")
     model.save_pretrained(folder, safe_serialization=True)
     return folder, model
-
-
-@pytest.fixture(scope="session")
-def byte_ranks(tmp_path_factory):
-    """A tiktoken rank file with the 256 single bytes (a 257-id tokenizer with <|endoftext|>)."""
-    import base64
-
-    path = tmp_path_factory.mktemp("tok") / "bytes.tiktoken"
-    path.write_text("".join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256)))
-    return path

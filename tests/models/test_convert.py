@@ -10,6 +10,7 @@ import pytest
 
 from framework.cli import app as cli
 from tests import gcs_emulator
+from tests.models.hf_reference import hf_logits
 
 
 def _convert(hf_dir, ranks, output, *extra):
@@ -26,13 +27,6 @@ def _convert(hf_dir, ranks, output, *extra):
             *extra,
         ]
     )
-
-
-def _hf_logits(model, tokens):
-    import torch
-
-    with torch.no_grad():
-        return model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def test_convert_writes_a_run_directory_that_reproduces_transformers(converted, 
     assert step == 0 and tokenizer.vocab_size == 257
     tokens = np.asarray([tokenizer.encode("Hello, world! The quick brown fox.")], np.int32)
     ours, _ = model(jnp.asarray(tokens))
-    np.testing.assert_allclose(np.asarray(ours), _hf_logits(hf_gpt2[1], tokens), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(ours), hf_logits(hf_gpt2[1], tokens), atol=1e-4, rtol=0)
 
 
 def test_sample_json_logprobs_match_transformers(converted, hf_gpt2, capsys):

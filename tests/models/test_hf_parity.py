@@ -7,20 +7,9 @@ import numpy as np
 import pytest
 
 from framework.models import hf_import
+from tests.models.hf_reference import hf_logits
 
 ATOL = 1e-4
-
-
-def _hf_logits(model, tokens, attention_mask=None, position_ids=None):
-    import torch
-
-    kwargs = {}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = torch.tensor(attention_mask, dtype=torch.long)
-    if position_ids is not None:
-        kwargs["position_ids"] = torch.tensor(position_ids, dtype=torch.long)
-    with torch.no_grad():
-        return model(torch.tensor(tokens, dtype=torch.long), **kwargs).logits.float().numpy()
 
 
 def _left_padded(rng, lengths, vocab, pad=0):
@@ -47,7 +36,7 @@ def test_gpt2_import_matches_transformers_logits(hf_gpt2):
     tokens = np.random.default_rng(0).integers(0, 300, (2, 64)).astype(np.int32)
     ours, cache = model(jnp.asarray(tokens))
     assert cache is None and ours.dtype == jnp.float32 and ours.shape == (2, 64, 300)
-    np.testing.assert_allclose(np.asarray(ours), _hf_logits(reference, tokens), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(ours), hf_logits(reference, tokens), atol=ATOL, rtol=0)
 
 
 def test_gpt2_left_padded_batch_matches_transformers(hf_gpt2):
@@ -55,7 +44,7 @@ def test_gpt2_left_padded_batch_matches_transformers(hf_gpt2):
     _, _, model = hf_import.load(folder)
     tokens, mask, positions = _left_padded(np.random.default_rng(1), [7, 12, 3], 300)
     ours, _ = model(jnp.asarray(tokens), token_mask=jnp.asarray(mask))  # positions derived
-    ref = _hf_logits(reference, tokens, attention_mask=mask, position_ids=positions)
+    ref = hf_logits(reference, tokens, attention_mask=mask, position_ids=positions)
     np.testing.assert_allclose(np.asarray(ours)[mask], ref[mask], atol=ATOL, rtol=0)
     assert np.isfinite(np.asarray(ours)).all()  # padding rows stay finite
 
@@ -68,10 +57,10 @@ def test_llama_gqa_import_matches_transformers_logits(hf_llama_gqa):
     assert config.rope_theta == 1000.0 and config.norm_eps == 1e-5
     tokens = np.random.default_rng(2).integers(0, 300, (2, 48)).astype(np.int32)
     ours, _ = model(jnp.asarray(tokens))
-    np.testing.assert_allclose(np.asarray(ours), _hf_logits(reference, tokens), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(ours), hf_logits(reference, tokens), atol=ATOL, rtol=0)
     padded, mask, positions = _left_padded(np.random.default_rng(3), [9, 4], 300)
     ours, _ = model(jnp.asarray(padded), token_mask=jnp.asarray(mask))
-    ref = _hf_logits(reference, padded, attention_mask=mask, position_ids=positions)
+    ref = hf_logits(reference, padded, attention_mask=mask, position_ids=positions)
     np.testing.assert_allclose(np.asarray(ours)[mask], ref[mask], atol=ATOL, rtol=0)
 
 
@@ -96,7 +85,7 @@ def test_llama_tied_multihead_import(torch_transformers, tmp_path):
     assert ours_config.tie_embeddings and model.lm_head is None
     tokens = np.random.default_rng(5).integers(0, 120, (1, 20)).astype(np.int32)
     ours, _ = model(jnp.asarray(tokens))
-    np.testing.assert_allclose(np.asarray(ours), _hf_logits(reference, tokens), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(ours), hf_logits(reference, tokens), atol=ATOL, rtol=0)
 
 
 def test_bfloat16_compute_stays_close_to_fp32(hf_gpt2):

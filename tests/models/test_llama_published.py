@@ -13,6 +13,7 @@ import pytest
 
 from framework.cli import app as cli
 from framework.models import hf_import, layers
+from tests.models.hf_reference import hf_logits, random_llama
 
 ATOL = 1e-4
 LLAMA3_SCALING = {
@@ -37,39 +38,12 @@ def _as_published(folder) -> None:
 
 def _save_llama3(transformers, torch, folder, *, tie: bool, published: bool, seed: int):
     """A random 2-layer Llama 3-style model (4 query / 2 kv heads), saved in ~50 KB shards."""
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        rope_theta=500000.0,
-        rope_scaling=dict(LLAMA3_SCALING),
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=tie,
-        bos_token_id=256,
-        eos_token_id=256,
-        pad_token_id=256,
-    )
-    model = transformers.LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.add_(0.1 * torch.randn_like(p))
+    model = random_llama(torch, transformers, seed, rope_theta=500000.0,
+                         rope_scaling=dict(LLAMA3_SCALING), tie_word_embeddings=tie)  # fmt: skip
     model.save_pretrained(folder, safe_serialization=True, max_shard_size="50KB")
     if published:
         _as_published(folder)
     return model
-
-
-def _hf_logits(model, tokens):
-    import torch
-
-    with torch.no_grad():
-        return model(torch.tensor(tokens, dtype=torch.long)).logits.float().numpy()
 
 
 def _convert(hf_dir, ranks, output) -> int:
@@ -111,7 +85,7 @@ def test_sharded_llama3_checkpoint_converts_to_transformers_logits(
     assert (model.lm_head is None) == tie
     tokens = np.random.default_rng(8).integers(0, 300, (2, 100)).astype(np.int32)  # > 32
     ours, _ = model(jnp.asarray(tokens))
-    ref = _hf_logits(reference, tokens)
+    ref = hf_logits(reference, tokens)
     diff = float(np.max(np.abs(np.asarray(ours) - ref)))
     print(f"max |logit diff| vs transformers ({'tied' if tie else 'untied'}): {diff:.3e}")
     np.testing.assert_allclose(np.asarray(ours), ref, atol=ATOL, rtol=0)
@@ -124,7 +98,7 @@ def test_llama3_scaling_is_needed_for_parity(torch_transformers, tmp_path):
     reference = _save_llama3(transformers, torch, tmp_path, tie=False, published=True, seed=9)
     _, _, plain = hf_import.load(tmp_path, rope_scaling=None)
     tokens = np.random.default_rng(10).integers(0, 300, (1, 100)).astype(np.int32)
-    diff = np.abs(np.asarray(plain(jnp.asarray(tokens))[0]) - _hf_logits(reference, tokens))
+    diff = np.abs(np.asarray(plain(jnp.asarray(tokens))[0]) - hf_logits(reference, tokens))
     assert diff.max() > 10 * ATOL  # measured ~5e-3 (random init keeps logits small)
 
 

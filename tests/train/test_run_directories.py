@@ -52,26 +52,16 @@ def _damage_newest(model_dir) -> int:
     return step
 
 
-@pytest.fixture
-def byte_tokenizer(tmp_path):
-    """A tiktoken rank file of the 256 bytes (257 ids with <|endoftext|>), for prompts."""
-    import base64
-
-    path = tmp_path / "bytes.tiktoken"
-    path.write_text("".join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256)))
-    return path
-
-
 def _sample(model_dir, *extra) -> int:
     return cli.main(["sample", f"--gin.MODEL_DIR='{model_dir}'", "--prompt", "ab",
                      "--max_new_tokens", "3", "--no_stream", *extra])  # fmt: skip
 
 
-def test_training_resumes_past_a_damaged_checkpoint(tmp_path, capsys, byte_tokenizer):
+def test_training_resumes_past_a_damaged_checkpoint(tmp_path, capsys, byte_ranks):
     reference, run = str(tmp_path / "reference"), str(tmp_path / "run")
     _train(reference, 8)
     _train(run, 6)
-    checkpoint.copy_tokenizer(byte_tokenizer, run)
+    checkpoint.copy_tokenizer(byte_ranks, run)
     assert _damage_newest(run) == 6
     assert _sample(run) == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
@@ -111,12 +101,12 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     assert checkpoint.latest_step(run) == 2
 
 
-def test_a_bucket_run_trains_resumes_and_samples(tmp_path, gcs_bucket, capsys, byte_tokenizer):
+def test_a_bucket_run_trains_resumes_and_samples(tmp_path, gcs_bucket, capsys, byte_ranks):
     reference, run = str(tmp_path / "reference"), f"{gcs_bucket}/runs/tiny"
     _train(reference, 4)
     _train(run, 2)
     _train(run, 4)  # resumes from the bucket's checkpoint 2
-    checkpoint.copy_tokenizer(byte_tokenizer, run)
+    checkpoint.copy_tokenizer(byte_ranks, run)
     assert _losses(run) == _losses(reference)
     assert checkpoint.latest_step(run) == 4
     for name in ("model.json", "config.gin", "COMPLETED", "plots/metrics.png"):
