@@ -3,7 +3,7 @@
 Semantics, stated first:
 
 * A *kind* (``filters``, ``extractors``, ``formatters``, ``tokenizers``, ``models``, ``samplers``,
-  ``launchers``) is a :class:`Registry`. ``@FILTERS.register("gopher_quality")`` adds a class or a
+  ``launchers``, ``templates``, ``skills``, ...) is a :class:`Registry`. ``@FILTERS.register("gopher_quality")`` adds a class or a
   factory function under that name.
 * Names are snake_case and unique across *all* kinds, so ``gopher_quality`` means one thing.
 * Registration checks the kind's Protocol: a class must define every member the Protocol names;
@@ -133,6 +133,15 @@ class ChatTemplate(Protocol):
     end_of_turn: str  # where a generated assistant turn stops
 
     def render(self, messages: Any, add_generation_prompt: bool = False) -> Any: ...
+
+
+@runtime_checkable
+class Skill(Protocol):
+    """A synthetic task for post-training, generated offline and checked exactly:
+    ``example(rng) -> (messages, answer)`` (a conversation ending with the user's turn, and the
+    one correct reply) — see ``plugins/skills/``."""
+
+    def example(self, rng: Any) -> Any: ...
 
 
 @runtime_checkable
@@ -300,6 +309,7 @@ SAMPLERS = Registry("samplers", Sampler)
 LAUNCHERS = Registry("launchers", Launcher)
 CONVERTERS = Registry("converters", Converter)
 TEMPLATES = Registry("templates", ChatTemplate)
+SKILLS = Registry("skills", Skill)
 DATA = Registry("data")  # training input sources (framework/train/input.py)
 
 

@@ -93,23 +93,31 @@ def expand_inputs(pattern: str | os.PathLike | list) -> list[str]:
 def _expand_url(pattern: str) -> list[str]:
     folder = paths.as_path(pattern)
     if not any(ch in pattern for ch in "*?["):
+        if folder.is_file():
+            return [pattern]
         if (folder / "documents").is_dir():
             folder = folder / "documents"
         return sorted(str(f) for f in folder.glob("*.jsonl*")) if folder.is_dir() else []
     return sorted(str(f) for f in folder.parent.glob(folder.name))
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
-    """Documents of one ``.jsonl`` or ``.jsonl.gz`` file, local or in a bucket (raises
-    ValueError on a bad line)."""
+def jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of the non-blank lines of a ``.jsonl`` or ``.jsonl.gz`` file,
+    local or in a bucket."""
     with contextlib.ExitStack() as stack:
         raw = stack.enter_context(paths.as_path(path).open("rb"))
         if str(path).endswith(".gz"):
             raw = stack.enter_context(gzip.GzipFile(fileobj=raw))
         for line_no, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
-            if not line.strip():
-                continue
-            try:
-                yield Document.from_dict(json.loads(line))
-            except (json.JSONDecodeError, ValueError) as error:
-                raise ValueError(f"{path}:{line_no}: {error}") from error
+            if line.strip():
+                yield line_no, line
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
+    """Documents of one ``.jsonl`` or ``.jsonl.gz`` file, local or in a bucket (raises
+    ValueError on a bad line)."""
+    for line_no, line in jsonl_lines(path):
+        try:
+            yield Document.from_dict(json.loads(line))
+        except (json.JSONDecodeError, ValueError) as error:
+            raise ValueError(f"{path}:{line_no}: {error}") from error

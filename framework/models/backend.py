@@ -188,6 +188,18 @@ def _einsum_spec(batch: int, contract: int, out: int, transpose_w: bool) -> str:
     return f"{b}{k},{o + k if transpose_w else k + o}->{b}{o}"
 
 
+def segmented_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, scale: float, segment_ids: jax.Array
+) -> jax.Array | None:
+    """Causal attention inside packed segments (``segment_ids`` int [B, T]) by a kernel of the
+    target, or None: the caller then uses XLA's attention with the explicit mask. TPUs run
+    Pallas' flash attention with its segment ids, so no [T, T] mask or score matrix is built."""
+    target = current_target()
+    if target.platform == "tpu" and target.mesh is not None:
+        return _tpu_flash_attention(q, k, v, scale, target, segment_ids)
+    return None
+
+
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array | None:
     """Plain causal attention (q [B,T,H,D], k/v [B,T,K,D]) by a kernel of the target, or None:
     the caller then uses XLA's attention."""
@@ -209,9 +221,10 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> 
 TPU_FLASH_BLOCK = 128  # the kernel's smallest block; other lengths keep XLA's attention
 
 
-def _tpu_flash_attention(q, k, v, scale, target: Target) -> jax.Array | None:
+def _tpu_flash_attention(q, k, v, scale, target: Target, segment_ids=None) -> jax.Array | None:
     """Pallas' TPU flash attention, one call per device under ``shard_map`` (batch split over
-    ``target.batch_axes``, heads over ``target.head_axes``); None where it does not apply."""
+    ``target.batch_axes``, heads over ``target.head_axes``), within packed segments when
+    ``segment_ids`` [B, T] is given; None where it does not apply."""
     from jax.experimental.pallas.ops.tpu import flash_attention as pallas_flash
     from jax.sharding import PartitionSpec
 
@@ -231,19 +244,24 @@ def _tpu_flash_attention(q, k, v, scale, target: Target) -> jax.Array | None:
         block_k_major_dq=block, block_k_dq=block, block_q_dq=block,
     )  # fmt: skip
 
-    def per_device(q, k, v):  # [b, T, h, D] -> the kernel's [b, h, T, D]
+    def per_device(q, k, v, *segments):  # [b, T, h, D] -> the kernel's [b, h, T, D]
         if group > 1:
             k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
+        ids = pallas_flash.SegmentIds(q=segments[0], kv=segments[0]) if segments else None
         out = pallas_flash.flash_attention(
             q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
-            causal=True, sm_scale=float(scale), block_sizes=sizes,
+            segment_ids=ids, causal=True, sm_scale=float(scale), block_sizes=sizes,
         )  # fmt: skip
         return out.transpose(0, 2, 1, 3)
 
     spec = PartitionSpec(target.batch_axes or None, None, target.head_axes or None, None)
+    args, specs = (q, k, v), (spec, spec, spec)
+    if segment_ids is not None:
+        args += (segment_ids.astype(jnp.int32),)
+        specs += (PartitionSpec(target.batch_axes or None, None),)
     return jax.shard_map(
-        per_device, mesh=target.mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False
-    )(q, k, v)
+        per_device, mesh=target.mesh, in_specs=specs, out_specs=spec, check_vma=False
+    )(*args)
 
 
 def decode_attention(

@@ -235,6 +235,17 @@ def apply_rope(
     return out.astype(x.dtype)
 
 
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """Positions that restart at 0 where each packed segment starts: int32 [B, T]."""
+    index = jnp.arange(segment_ids.shape[1], dtype=jnp.int32)
+    starts = jnp.concatenate(
+        [jnp.ones_like(segment_ids[:, :1], jnp.bool_), segment_ids[:, 1:] != segment_ids[:, :-1]],
+        axis=1,
+    )  # [B, T] True at a segment's first token
+    first = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)  # where the current segment began
+    return (index - first).astype(jnp.int32)
+
+
 def default_positions(tokens: jax.Array, token_mask: jax.Array | None) -> jax.Array:
     """Positions that count real tokens only (left padding gets 0): int32 [B, T]."""
     if token_mask is None:
@@ -352,6 +363,34 @@ class AttentionContext:
     mask: jax.Array | None
     is_causal: bool = dataclasses.field(metadata=dict(static=True))
     index: jax.Array | None = None
+    segment_ids: jax.Array | None = None  # int32 [B, T] of packed sequences (mask says the same)
+
+
+def forward_context(
+    tokens: jax.Array,
+    positions: jax.Array | None,
+    token_mask: jax.Array | None,
+    segment_ids: jax.Array | None,
+) -> tuple[jax.Array, AttentionContext]:
+    """(positions, attention context) of a forward pass without a cache.
+
+    ``segment_ids`` int32 [B, T] (packed sequences, e.g. conversations): a token attends only to
+    earlier tokens of its own segment and its position restarts at each segment's start, so a
+    row of several sequences computes what each sequence alone would.
+    """
+    batch, length = tokens.shape
+    if segment_ids is None:
+        if positions is None:
+            positions = default_positions(tokens, token_mask)
+        return positions, attention_context(batch, length, token_mask)[0]
+    if positions is None:
+        positions = segment_positions(segment_ids)
+    causal = jnp.tril(jnp.ones((length, length), jnp.bool_))  # [T, T]
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [B, T, T]
+    mask = causal[None] & same
+    if token_mask is not None:
+        mask = mask & token_mask[:, None, :].astype(jnp.bool_)
+    return positions, AttentionContext(mask=mask[:, None], is_causal=False, segment_ids=segment_ids)
 
 
 def attention_context(
@@ -584,6 +623,12 @@ class CausalSelfAttention(nnx.Module):
             and (kernel := backend.causal_attention(q, k, v, scale)) is not None
         ):
             y = kernel  # a kernel of the compilation target (e.g. CPU, one device, fp32)
+        elif (
+            self.implementation is None
+            and ctx.segment_ids is not None
+            and (kernel := backend.segmented_attention(q, k, v, scale, ctx.segment_ids)) is not None
+        ):
+            y = kernel  # packed sequences, e.g. TPU flash attention with segment ids
         elif self.implementation == "lowmem":
             y = lowmem_attention(q, k, v, mask=ctx.mask, is_causal=ctx.is_causal)
         else:

@@ -120,11 +120,12 @@ def compile_report(
     hbm_bytes_per_chip: int | None,
     batch_size: int,
     seq_len: int,
+    packed: bool = False,
 ) -> dict[str, Any]:
-    """Compile ``program``'s train step and report per-chip memory in the keys
-    ``deepdive compile --json`` writes."""
+    """Compile ``program``'s train step (on packed batches with segment ids when ``packed``) and
+    report per-chip memory in the keys ``deepdive compile --json`` writes."""
     devices = list(program.mesh.devices.flat)
-    state, batch = program.abstract_arguments(batch_size, seq_len)
+    state, batch = program.abstract_arguments(batch_size, seq_len, packed)
     start = time.perf_counter()
     lowered = program.train_step.lower(state, batch)
     memory, _ = compile_lowered(lowered, f"the train step on {topology}", hbm_bytes_per_chip)
@@ -137,6 +138,7 @@ def compile_report(
         "hbm_bytes_per_chip": hbm_bytes_per_chip,
         "fits": True,  # the compiler accepted it
         "tokens_per_step": batch_size * seq_len,
+        "packed": packed,
         "compile_s": round(time.perf_counter() - start, 2),
     }
     return report

@@ -1,10 +1,11 @@
 """Training input: data sources (plugin kind ``data``) that yield packed token batches.
 
 Every source yields, per host, ``int32[local_batch, seq_len + 1]`` arrays (inputs are
-``[:, :-1]``, targets ``[:, 1:]``) from an iterator whose position is a JSON-able state saved in
-each checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
-``local_batch = global_batch / process_count``; the trainer assembles the global array with
-``jax.make_array_from_process_local_data``.
+``[:, :-1]``, targets ``[:, 1:]``), or packed batches (a dict of such arrays with segment ids
+and a loss mask, ``framework/train/packing.py``) when the source's ``packed`` is true, from an
+iterator whose position is a JSON-able state saved in each checkpoint, so a resumed run sees
+exactly the batches an uninterrupted one would. ``local_batch = global_batch / process_count``;
+the trainer assembles the global array with ``jax.make_array_from_process_local_data``.
 
 Sources (select in gin with ``DATA = @data.NAME()``):
 
@@ -29,6 +30,7 @@ import numpy as np
 from framework.core import paths
 from framework.core.errors import ConfigError, InputError
 from framework.core.registry import DATA
+from framework.train import packing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +96,8 @@ class _CountedIterator(BatchIterator):
 
 class DataSource:
     """What the trainer asks of an input source (see the module docstring)."""
+
+    packed: bool = False  # batches are packing.py's dicts (segment ids, loss mask)
 
     tokenizer: Any = None  # a tokenizer object to copy into MODEL_DIR/tokenizer, when known
     tokenizer_path: str | None = None  # or a tokenizer directory to copy
@@ -250,12 +254,16 @@ class TextFile(DataSource):
 
 
 class _GrainIterator(BatchIterator):
-    def __init__(self, dataset):
+    def __init__(self, dataset, separator: int | None = None):
         self._dataset = dataset
         self._it = iter(dataset)
+        self._separator = separator  # documents as segments after this token (packing.py)
 
-    def __next__(self) -> np.ndarray:
-        return np.asarray(next(self._it)["tokens"], dtype=np.int32)
+    def __next__(self) -> Any:
+        rows = np.asarray(next(self._it)["tokens"], dtype=np.int32)
+        if self._separator is None:
+            return rows
+        return packing.segments_after_separator(rows, self._separator)
 
     def get_state(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._it.get_state(), default=_json_default))
@@ -275,13 +283,17 @@ def _json_default(value: Any) -> Any:
 @DATA.register("token_shards")
 class TokenShards(DataSource):
     """Token shards written by ``deepdive tokenize`` (``path`` = its OUTPUT_DIR with
-    ``manifest.json``)."""
+    ``manifest.json``). ``segment_ids``: keep the documents that share a row apart (attention
+    stops and positions restart after each end-of-text token) instead of letting a document
+    attend to the previous one, as nanoGPT does; batches are then packed batches
+    (``framework.train.packing``)."""
 
-    def __init__(self, path: str = "", shuffle: bool = True):
+    def __init__(self, path: str = "", shuffle: bool = True, segment_ids: bool = False):
         if not path:
             raise ConfigError("data.token_shards: path is not set")
         self.path = resolve_path(path)
         self.shuffle = shuffle
+        self.packed = segment_ids
         self._manifest: dict[str, Any] | None = None
 
     @property
@@ -337,15 +349,24 @@ class TokenShards(DataSource):
                        vocab_size=None) -> BatchIterator:  # fmt: skip
         seed = seed if self.shuffle else None
         return _GrainIterator(
-            self._packed("train", batch_size, seq_len, seed, process_index, process_count)
+            self._packed("train", batch_size, seq_len, seed, process_index, process_count),
+            self._separator(),
         )
 
     def eval_batches(self, batch_size, seq_len, num_batches, process_index=0, process_count=1,
                      vocab_size=None) -> list[np.ndarray]:  # fmt: skip
         it = _GrainIterator(
-            self._packed("validation", batch_size, seq_len, None, process_index, process_count)
+            self._packed("validation", batch_size, seq_len, None, process_index, process_count),
+            self._separator(),
         )
         return [next(it) for _ in range(num_batches)]
+
+    def _separator(self) -> int | None:
+        if not self.packed:
+            return None
+        if "eot_id" not in self.manifest:
+            raise InputError(f"data.token_shards: {self.path}/manifest.json has no eot_id")
+        return int(self.manifest["eot_id"])
 
     def bytes_per_token(self) -> float | None:
         info = self.manifest["splits"].get("validation") or {}

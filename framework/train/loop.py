@@ -135,7 +135,16 @@ def check_shapes(model_config: Any, batch_size: int, seq_len: int, grad_accum_st
 
 
 def _restore_any_layout(
-    mngr, step, model_dir, model, abstract_state, program, rules, seed, make_optimizer
+    mngr,
+    step,
+    model_dir,
+    model,
+    abstract_state,
+    program,
+    rules,
+    seed,
+    make_optimizer,
+    params_only=False,
 ):
     """Restore checkpoint ``step`` onto ``abstract_state`` (sharded ShapeDtypeStructs), whichever
     layout its blocks were saved in (per layer, or stacked by scanned layers): a run started
@@ -149,8 +158,9 @@ def _restore_any_layout(
 
     stored = checkpoint.stored_blocks_layout(model_dir, step)
     wanted = checkpoint.STACKED if getattr(model, "scan_layers", False) else checkpoint.PER_LAYER
+    opt_state = None if params_only else abstract_state["opt_state"]
     if stored is None or stored == wanted or not dataclasses.is_dataclass(model):
-        return checkpoint.restore(mngr, step, abstract_state["params"], abstract_state["opt_state"])
+        return checkpoint.restore(mngr, step, abstract_state["params"], opt_state)
     as_saved = dataclasses.replace(model, scan_layers=stored == checkpoint.STACKED)
     abstract = nnx.eval_shape(lambda: layers.build_unsharded(as_saved, nnx.Rngs(seed)))
     saved_params = nnx.split(abstract, nnx.Param, ...)[1]
@@ -164,15 +174,56 @@ def _restore_any_layout(
         {"params": shardings["params"], "opt_state": shardings["opt_state"]},
     )  # fmt: skip
     params, opt_state, meta = checkpoint.restore(
-        mngr, step, saved_state["params"], saved_state["opt_state"]
+        mngr, step, saved_state["params"], None if params_only else saved_state["opt_state"]
     )
     print(f"checkpoint {step}: blocks saved {stored.replace('_', ' ')}, "
           f"converted to {wanted.replace('_', ' ')}")  # fmt: skip
     return (
         checkpoint.relayout_blocks(params, abstract_state["params"]),
-        checkpoint.relayout_blocks(opt_state, abstract_state["opt_state"]),
+        None if params_only else checkpoint.relayout_blocks(opt_state, abstract_state["opt_state"]),
         meta,
     )
+
+
+def _initial_state_from(
+    init_from, model, program, rules, seed, make_optimizer, abstract_state, state_sharding
+):
+    """The train state of a run that starts from ``init_from``'s newest checkpoint: its
+    parameters (in whichever block layout they were saved), a fresh optimizer, step 0."""
+    import jax
+    import jax.numpy as jnp
+
+    from framework.train import checkpoint
+
+    source = paths.as_path(init_from)
+    step = checkpoint.latest_step(source) if source.is_dir() else None
+    if step is None:
+        raise InputError(f"train.init_from {init_from}: no checkpoint to start from")
+    abstract_with_sharding = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        abstract_state, state_sharding,
+    )  # fmt: skip
+    mngr = checkpoint.manager(source, asynchronous=False)
+    try:
+        params = _restore_any_layout(
+            mngr, step, source, model, abstract_with_sharding, program, rules, seed,
+            make_optimizer, params_only=True,
+        )[0]  # fmt: skip
+    except Exception as error:  # noqa: BLE001 - say which run and why, in one line
+        raise InputError(
+            f"train.init_from {init_from}: checkpoint {step} does not fit this model "
+            f"({checkpoint.describe_failure(error)}); use the model it was trained with "
+            "(models.from_run reads it from the run)"
+        ) from None
+    finally:
+        mngr.close()
+    print(f"initialised from {init_from} (checkpoint {step})", flush=True)
+    init_opt = jax.jit(program.optimizer.init, out_shardings=state_sharding["opt_state"])
+    return {
+        "params": params,
+        "opt_state": init_opt(params),
+        "step": jax.device_put(jnp.zeros((), jnp.int32), program.replicated),
+    }
 
 
 @gin.configurable("train", denylist=["parsed_config", "compile_for"])
@@ -207,9 +258,15 @@ def train(
     profile_steps: tuple[int, int] | None = None,
     parsed_config: Any = None,
     compile_for: Any = None,
+    init_from: str | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` for ``train_steps`` steps into ``model_dir`` (module
     docstring). Returns the last logged metrics.
+
+    ``init_from``: another run directory (local or a bucket) whose newest checkpoint gives the
+    starting parameters (fine-tuning: SFT from a pretrained or converted model); the optimizer
+    and the step start afresh. It is read only when ``model_dir`` has no checkpoint yet, so a
+    resumed fine-tuning run continues from its own.
 
     ``compile_for`` (``deepdive compile``; a :class:`~framework.train.topologies.CompileTarget`):
     build the same program over the target's devices, compile it ahead of time and return its
@@ -267,6 +324,7 @@ def train(
             hbm_bytes_per_chip=compile_for.hbm_bytes_per_chip,
             batch_size=batch_size,
             seq_len=seq_len,
+            packed=bool(getattr(data, "packed", False)),
         )
 
     # one writer per run directory: a second `deepdive train` on it stops here (lease.py)
@@ -321,6 +379,12 @@ def train(
                 rng = jax.random.wrap_key_data(jnp.asarray(meta["rng"], jnp.uint32))
             if meta.get("data") is not None:
                 data_iter.set_state(meta["data"])
+        elif init_from:
+            start_step = 0
+            state = _initial_state_from(
+                init_from, model, program, rules, seed, make_optimizer, abstract_state,
+                state_sharding,
+            )  # fmt: skip
         else:
             start_step = 0
             state = program.init_state(rng)
@@ -346,6 +410,8 @@ def train(
                 checkpoint.save_tokenizer(data.tokenizer, model_dir)
             elif getattr(data, "tokenizer_path", None):
                 checkpoint.copy_tokenizer(data.tokenizer_path, model_dir)
+            if hasattr(data, "write_run_files"):  # e.g. chat.json, rejected records
+                data.write_run_files(model_dir)
             print(distributed.banner(mesh_obj, spec), flush=True)
             n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
             print(
@@ -363,9 +429,12 @@ def train(
         val_batches = None
         bytes_per_token = data.bytes_per_token() if eval_every else None
 
-        def global_batch(local: np.ndarray) -> jax.Array:
-            return jax.make_array_from_process_local_data(
-                batch_shard, local, (batch_size, local.shape[1])
+        def global_batch(local: Any) -> Any:  # int32[B, T+1], or a packed batch's dict of them
+            return jax.tree.map(
+                lambda rows: jax.make_array_from_process_local_data(
+                    batch_shard, rows, (batch_size, rows.shape[1])
+                ),
+                local,
             )
 
         def run_eval(params) -> dict[str, Any]:

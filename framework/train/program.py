@@ -34,12 +34,15 @@ class TrainProgram:
     batch_sharding: jax.sharding.NamedSharding
     replicated: jax.sharding.NamedSharding
     optimizer: Any
-    train_step: Callable  # (state, batch [B, T+1] int32) -> (state, metrics); donates state
+    train_step: Callable  # (state, batch [B, T+1] int32 or packed dict) -> (state, metrics)
     eval_step: Callable  # (params, batch) -> metrics
     init_state: Callable  # (key) -> state, already in its shardings
 
-    def abstract_arguments(self, batch_size: int, seq_len: int) -> tuple[Any, Any]:
-        """(state, batch) as sharded ShapeDtypeStructs, for ``train_step.lower``."""
+    def abstract_arguments(
+        self, batch_size: int, seq_len: int, packed: bool = False
+    ) -> tuple[Any, Any]:
+        """(state, batch) as sharded ShapeDtypeStructs, for ``train_step.lower``; ``packed``: the
+        batch is ``{"tokens", "segment_ids", "loss_mask"}`` (``step.target_weights``)."""
         state = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             self.abstract_state,
@@ -48,6 +51,8 @@ class TrainProgram:
         batch = jax.ShapeDtypeStruct(
             (batch_size, seq_len + 1), jnp.int32, sharding=self.batch_sharding
         )
+        if packed:
+            batch = {"tokens": batch, "segment_ids": batch, "loss_mask": batch}
         return state, batch
 
 

@@ -3,7 +3,9 @@
 The train state is a plain pytree ``{"params": nnx.State, "opt_state": optax state,
 "step": int32}``. The model's dtype policy decides the rest: parameters (and so gradients and
 AdamW moments) in its ``param_dtype``, cast to its ``compute_dtype`` once inside the step
-(activations follow); the loss is always float32. The loss is the mean next-token cross-entropy in nats.
+(activations follow); the loss is always float32. The loss is the mean next-token cross-entropy in nats:
+over every token of an ``int32[B, T+1]`` batch, or over the learned targets of a packed batch
+(:func:`target_weights`: several sequences per row, kept apart by segment ids, with a loss mask).
 
 Gradient accumulation splits the global batch into ``grad_accum_steps`` micro-batches summed
 with ``lax.scan`` (the same update as one big batch, in less memory).
@@ -97,15 +99,59 @@ def _cast(tree: Any, dtype: Any) -> Any:
                         tree)  # fmt: skip
 
 
-def loss_fn(params: Any, rest: Any, graphdef: Any, batch: jax.Array, compute_dtype: Any) -> Any:
-    """Mean next-token cross-entropy (nats) of ``batch`` ``int32[B, T+1]``."""
+def is_packed(batch: Any) -> bool:
+    """Whether ``batch`` is a packed batch (a dict, see :func:`target_weights`)."""
+    return isinstance(batch, dict)
+
+
+def target_weights(batch: dict) -> jax.Array:
+    """Which next-token targets of a packed batch count in the loss: float32 [B, T].
+
+    A packed batch is ``{"tokens", "segment_ids", "loss_mask"}``, each ``int32[B, T+1]``:
+    segment 0 is padding; ``loss_mask`` marks the tokens to learn (e.g. the assistant's). A
+    target counts when it is learned and belongs to the same segment as its input, so no
+    sequence learns to predict the first token of the next one.
+    """
+    segments, mask = batch["segment_ids"], batch["loss_mask"]
+    same = (segments[:, 1:] == segments[:, :-1]) & (segments[:, 1:] != 0)
+    return (same & (mask[:, 1:] != 0)).astype(jnp.float32)
+
+
+def loss_denominator(batch: Any) -> jax.Array:
+    """The number of targets the loss averages over (at least 1), for the whole batch."""
+    if not is_packed(batch):
+        return jnp.float32(batch.shape[0] * (batch.shape[1] - 1))
+    return jnp.maximum(target_weights(batch).sum(), 1.0)
+
+
+def loss_fn(
+    params: Any,
+    rest: Any,
+    graphdef: Any,
+    batch: Any,
+    compute_dtype: Any,
+    denominator: jax.Array | None = None,
+) -> Any:
+    """Next-token cross-entropy (nats) of ``batch``: its mean over ``int32[B, T+1]`` tokens, or
+    for a packed batch the sum over its learned targets divided by ``denominator`` (default:
+    their number), so micro-batches sharing the whole batch's denominator add up to its mean."""
     if compute_dtype != jnp.float32:
         params = _cast(params, compute_dtype)
     model = nnx.merge(graphdef, params, rest)
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-    logits, _ = model(inputs)  # [B, T, V]
-    logits = logits.astype(jnp.float32)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+    if not is_packed(batch):
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits, _ = model(inputs)  # [B, T, V]
+        logits = logits.astype(jnp.float32)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+    tokens = batch["tokens"]
+    logits, _ = model(tokens[:, :-1], segment_ids=batch["segment_ids"][:, :-1])  # [B, T, V]
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), tokens[:, 1:]
+    )  # [B, T]
+    weights = target_weights(batch)
+    if denominator is None:
+        denominator = jnp.maximum(weights.sum(), 1.0)
+    return (losses * weights).sum() / denominator
 
 
 def make_train_step(
@@ -121,15 +167,19 @@ def make_train_step(
     def compute(params, batch):
         if grad_accum_steps == 1:
             return grad(params, rest, graphdef, batch, compute_dtype)
-        micro = batch.reshape(grad_accum_steps, -1, batch.shape[-1])
+        micro = jax.tree.map(lambda x: x.reshape(grad_accum_steps, -1, x.shape[-1]), batch)
+        # a packed batch's micro-batches share its denominator: their losses add up to its mean
+        denominator = loss_denominator(batch) if is_packed(batch) else None
 
         def body(carry, mb):
             loss_sum, grad_sum = carry
-            loss, grads = grad(params, rest, graphdef, mb, compute_dtype)
+            loss, grads = grad(params, rest, graphdef, mb, compute_dtype, denominator)
             return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
         (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro)
+        if is_packed(batch):
+            return loss, grads
         return loss / grad_accum_steps, jax.tree.map(lambda g: g / grad_accum_steps, grads)
 
     def step(state: dict, batch: jax.Array) -> tuple[dict, dict]:

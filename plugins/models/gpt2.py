@@ -207,13 +207,13 @@ class GPT2(nnx.Module):
         *,
         cache: KVCache | None = None,
         token_mask: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Final hidden states ``[B, T, C]`` (after ``ln_f``) and the updated cache."""
         batch, length = tokens.shape
         if cache is None:
-            if positions is None:
-                positions = layers.default_positions(tokens, token_mask)
-            ctx, valid = layers.attention_context(batch, length, token_mask)
+            positions, ctx = layers.forward_context(tokens, positions, token_mask, segment_ids)
+            valid = None
         else:
             mask = jnp.ones(tokens.shape, jnp.bool_) if token_mask is None else token_mask
             if positions is None:
@@ -242,6 +242,9 @@ class GPT2(nnx.Module):
         *,
         cache: KVCache | None = None,
         token_mask: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        x, cache = self.features(tokens, positions, cache=cache, token_mask=token_mask)
+        x, cache = self.features(
+            tokens, positions, cache=cache, token_mask=token_mask, segment_ids=segment_ids
+        )
         return self.logits(x), cache

@@ -35,7 +35,7 @@ import regex
 
 from framework.core.errors import ConfigError, InputError
 from framework.core.registry import TOKENIZERS
-from plugins.tokenizers import rankfile
+from plugins.tokenizers import rankfile, special
 from plugins.tokenizers.rankfile import ENDOFTEXT, Ranks
 
 TIE_RULE = "count desc, then (left_id, right_id) asc in raw byte ids"
@@ -479,8 +479,8 @@ class BPETokenizer:
         cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike
     ) -> BPETokenizer:
         """GPT-2's ``encoder.json`` + ``vocab.bpe`` (the ``gpt2`` / ``r50k_base`` vocabulary)."""
-        ranks, special = rankfile.read_gpt2_pair(encoder_json, vocab_bpe)
-        return cls.from_ranks(ranks, special, "r50k", name="gpt2", where=str(encoder_json))
+        ranks, specials = rankfile.read_gpt2_pair(encoder_json, vocab_bpe)
+        return cls.from_ranks(ranks, specials, "r50k", name="gpt2", where=str(encoder_json))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -547,6 +547,15 @@ class BPETokenizer:
         """Size of the id space: largest id + 1, specials included (tiktoken's ``n_vocab``; equal
         to the number of tokens unless the specials leave gaps, as cl100k_base's do)."""
         return max(len(self.ranks) - 1, *self.special_tokens.values()) + 1
+
+    def add_special_tokens(self, names: Sequence[str]) -> dict[str, int]:
+        """Add special tokens to the vocabulary without retraining: each new one gets the next
+        id after the current ones (existing ids and merges are unchanged). Returns the ids of
+        ``names``."""
+        for name in special.names_to_add(self.special_tokens, names):
+            self._set_vocab(self.ranks, {**self.special_tokens, name: self.vocab_size})
+            self.special_names.append(name)
+        return {name: self.special_tokens[name] for name in names}
 
     @property
     def eot_id(self) -> int:

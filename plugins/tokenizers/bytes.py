@@ -38,6 +38,14 @@ class ByteTokenizer:
     def vocab_size(self) -> int:
         return 256 + len(self.special_tokens)
 
+    def add_special_tokens(self, names: Sequence[str]) -> dict[str, int]:
+        """Add special tokens after the current ones (ids ``vocab_size``, ...); returns the ids
+        of ``names``."""
+        for name in special.names_to_add(self.special_tokens, names):
+            self.special_tokens[name] = self.vocab_size
+            self._names[self.special_tokens[name]] = name
+        return {name: self.special_tokens[name] for name in names}
+
     @property
     def eot_id(self) -> int:
         if ENDOFTEXT not in self.special_tokens:
@@ -79,7 +87,8 @@ class ByteTokenizer:
 
     @property
     def token_bytes(self) -> list[bytes]:
-        return [bytes([i]) for i in range(256)] + [s.encode() for s in self.special_tokens]
+        specials = sorted(self.special_tokens, key=self.special_tokens.get)
+        return [bytes([i]) for i in range(256)] + [s.encode() for s in specials]
 
     def save(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)

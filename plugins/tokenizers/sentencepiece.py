@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,26 @@ from plugins.tokenizers.rankfile import ENDOFTEXT
 MODEL_FILE = "spm.model"
 SPACE = "\u2581"
 SPACE_BYTES = SPACE.encode()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _control_piece(name: str) -> bytes:
+    """A ``ModelProto.pieces`` entry (field 1) for a CONTROL piece, serialized: appending it to a
+    serialized model appends the piece (protobuf concatenates repeated fields in order), which
+    spares a dependency on sentencepiece's generated protobuf module."""
+    text = name.encode("utf-8")
+    piece = b"\x0a" + _varint(len(text)) + text  # piece: string (field 1)
+    piece += b"\x15" + struct.pack("<f", 0.0)  # score: float (field 2)
+    piece += b"\x18" + _varint(3)  # type: CONTROL (field 3)
+    return b"\x0a" + _varint(len(piece)) + piece
 
 
 @TOKENIZERS.register("sentencepiece")
@@ -142,6 +163,21 @@ class SentencePieceTokenizer:
             if sp.is_control(i):
                 self.special_tokens[sp.id_to_piece(i)] = i
         self.special_names = list(self.special_tokens)
+
+    def add_special_tokens(self, names: Sequence[str]) -> dict[str, int]:
+        """Add special tokens as control symbols appended to the model's pieces (ids
+        ``vocab_size``, ...), without retraining: SentencePiece never produces a control symbol
+        from text, and every existing piece keeps its id. Returns the ids of ``names``."""
+        added = special.names_to_add(self.special_tokens, names)
+        if added:
+            taken = [n for n in added if self.processor.piece_to_id(n) != self.processor.unk_id()]
+            if taken:
+                raise ConfigError(
+                    f"tokenizer {self.name!r}: {', '.join(taken)} already ordinary pieces; "
+                    "they cannot become special tokens"
+                )
+            self._set_model(self._model_proto() + b"".join(map(_control_piece, added)), self.name)
+        return {name: self.special_tokens[name] for name in names}
 
     def save(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)

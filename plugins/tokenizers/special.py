@@ -7,10 +7,12 @@ means every special that is not allowed). Specials that are neither stay ordinar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Literal
 
 import regex
+
+from framework.core.errors import ConfigError
 
 SpecialSet = Literal["all"] | Collection[str]
 
@@ -68,3 +70,13 @@ def encode(
     for piece, is_special in split_on_specials(text, allowed):
         out += [specials[piece]] if is_special else encode_ordinary(piece)
     return out
+
+
+def names_to_add(existing: Mapping[str, int], names: Sequence[str]) -> list[str]:
+    """The names of ``names`` not yet special tokens, in order (ConfigError for an empty or
+    repeated name): adding special tokens is idempotent, so a rerun changes nothing."""
+    if len(set(names)) != len(names):
+        raise ConfigError(f"special tokens repeat: {list(names)}")
+    if any(not isinstance(n, str) or not n for n in names):
+        raise ConfigError(f"special token names must be non-empty strings: {list(names)}")
+    return [n for n in names if n not in existing]

@@ -92,7 +92,7 @@ def test_gin_file_validates(path, scratch):
     if result.returncode == 0:
         return
     message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
-    needs_artefact = [v for n, v in values.items() if n in ("MODEL_DIR", "TOKENS")]
+    needs_artefact = [v for n, v in values.items() if n in ("MODEL_DIR", "TOKENS", "INIT_FROM")]
     assert result.returncode == 2 and any(str(v) in message for v in needs_artefact), result.stderr[
         -2000:
     ]

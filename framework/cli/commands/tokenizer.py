@@ -21,6 +21,8 @@ DESCRIPTION = """Train, inspect and use tokenizers.
   show    print a text's tokens on coloured backgrounds, their ids and the count
   serve   token explorer web page on http://127.0.0.1:PORT (several --tokenizer: side by side)
   encode  token ids of stdin as a JSON list on stdout
+  add-special  a copy of a tokenizer with special tokens added after its ids (no retraining):
+          --tokens NAME... or --template NAME (a chat template's tokens, for fine-tuning)
 
 --tokenizer takes a tokenizer directory, a tiktoken rank file (*.tiktoken[.gz]; OpenAI's r50k,
 cl100k and o200k files are recognised), a folder with GPT-2's encoder.json + vocab.bpe, or a
@@ -32,7 +34,8 @@ examples:
       --gin.VOCAB_SIZE=4096
   deepdive tokenizer show --tokenizer runs/tok "To be, or not to be"
   echo "hello world" | deepdive tokenizer encode --tokenizer cl100k_base.tiktoken
-  deepdive tokenizer serve --tokenizer runs/tok --tokenizer cl100k_base.tiktoken --port 8765"""
+  deepdive tokenizer serve --tokenizer runs/tok --tokenizer cl100k_base.tiktoken --port 8765
+  deepdive tokenizer add-special runs/tok --template chatml --output runs/tok_chat"""
 
 TOP_LEVEL = "tokenizer.train_tokenizer"
 
@@ -54,6 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", required=True, action="append", help="tokenizer (repeat to compare)"
     )
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+
+    add = sub.add_parser(
+        "add-special", help="add special tokens (e.g. a chat template's) without retraining"
+    )
+    add.add_argument("tokenizer", help="tokenizer dir or rank file to extend")
+    what = add.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tokens", nargs="+", metavar="TOKEN", help="special tokens to add")
+    what.add_argument("--template", help="add this chat template's special tokens (chatml, ...)")
+    add.add_argument("--output", required=True, help="the extended tokenizer's folder")
 
     encode = sub.add_parser("encode", help="stdin → token ids as a JSON list on stdout")
     encode.add_argument("--tokenizer", required=True, help="tokenizer dir or rank file")
@@ -131,6 +143,29 @@ def _run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_add_special(args: argparse.Namespace) -> int:
+    from framework.core import discovery, registry
+
+    names = args.tokens
+    if args.template:
+        discovery.load_builtin_kind("templates")
+        if args.template not in registry.TEMPLATES:
+            known = ", ".join(registry.TEMPLATES.names())
+            raise ConfigError(f"--template {args.template}: unknown template (known: {known})")
+        names = list(registry.TEMPLATES.build(args.template).special_tokens)
+    paths.check_location(args.output, "--output")
+    tok = _load(args.tokenizer)
+    if not hasattr(tok, "add_special_tokens"):
+        raise ConfigError(f"{args.tokenizer}: this tokenizer kind cannot take new special tokens")
+    before = tok.vocab_size
+    ids = tok.add_special_tokens(names)
+    paths.save_folder(args.output, tok.save)
+    paths.write_text(paths.as_path(args.output) / "COMPLETED", "")
+    listed = ", ".join(f"{name} = {sid}" for name, sid in ids.items())
+    print(f"saved {args.output}: vocab {before} -> {tok.vocab_size} ({listed})")
+    return 0
+
+
 def _run_show(args: argparse.Namespace) -> int:
     from framework.tokenize.explorer import ansi_render
 
@@ -163,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     return {
         "train": _run_train,
         "encode": _run_encode,
+        "add-special": _run_add_special,
         "show": _run_show,
         "serve": _run_serve,
     }[args.action](args)

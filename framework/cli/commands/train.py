@@ -1,4 +1,5 @@
-"""``deepdive train``: pretrain a model from a gin configuration (top-level ``train``)."""
+"""``deepdive train``: pretrain or fine-tune a model from a gin configuration (top-level
+``train``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ DESCRIPTION = """Train (or resume training) a model configured in gin.
 The run file experiments/base/train.gin declares the macros (MODEL_DIR is required):
 DATA, TRAIN_STEPS, BATCH_SIZE, SEQ_LEN, LEARNING_RATE, WARMUP_STEPS, EVAL_EVERY,
 CHECKPOINT_EVERY, SEED. A MODEL_DIR that already holds a checkpoint resumes from the newest.
+Fine-tuning (experiments/sft/*.gin) starts from another run's checkpoint (INIT_FROM) on
+conversations rendered by a chat template; only the assistant's tokens are learned.
 SIGTERM / Ctrl-C saves a checkpoint before exiting; a non-finite loss stops the run (exit 3)
 leaving the last good checkpoint.
 
@@ -25,6 +28,8 @@ examples:
   deepdive train --gin_file experiments/pretrain/shakespeare_char_cpu.gin --gin.MODEL_DIR='"runs/sh"'
   deepdive train --gin_file experiments/bench/baby_gpt.gin --gin.MODEL_DIR='"/tmp/b"' --gin.TRAIN_STEPS=20
   deepdive train --gin_file F --gin.MODEL_DIR='"runs/x"' --dry_run     # checks only, no compute
+  deepdive train --gin_file experiments/sft/chatml.gin --gin.MODEL_DIR='"runs/sft"' \
+      --gin.INIT_FROM='"runs/base"' --gin.CONVERSATIONS='"chats.jsonl"' --gin.TOKENIZER='"tok"'
   # multi-host: jax.distributed from flags, else SkyPilot env, else one host
   deepdive train ... --coordinator 10.0.0.1:8476 --num_processes 2 --process_id 0"""
 
@@ -79,6 +84,14 @@ def validate_config(args: argparse.Namespace) -> None:
         model, int(_bound("batch_size")), int(_bound("seq_len")), int(_bound("grad_accum_steps")),
         divisor,
     )  # fmt: skip
+    init_from = _bound("init_from")
+    if isinstance(init_from, str) and init_from:
+        paths.check_location(init_from, "INIT_FROM")
+        if not (paths.as_path(init_from) / "model.json").exists():
+            raise ConfigError(f"INIT_FROM {init_from}: not a run directory (no model.json)")
+    data = _bound("data")
+    if hasattr(data, "check"):  # e.g. conversations: the template's special tokens exist
+        data.check()
 
 
 def run(args: argparse.Namespace) -> int:
