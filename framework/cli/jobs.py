@@ -171,7 +171,30 @@ def collect_report(out: Any, timings: dict[str, float]) -> dict:
     sample = out / "sample" / "sample.txt"
     if sample.exists():
         report["sample"] = sample.read_text()[-2000:]
+    scores = _read_json(out / "score" / "score.json")
+    if scores:
+        report["skill"] = {"scores": scores, "examples": _skill_examples(out)}
     return report
+
+
+def _skill_examples(out: Any, count: int = 3) -> list[dict]:
+    """A few held-out prompts with the base and the fine-tuned model's answers, side by side."""
+    files = {
+        "prompt": out / "skill" / "heldout.jsonl",
+        "base": out / "chat_base" / "answers.jsonl",
+        "sft": out / "chat_sft" / "answers.jsonl",
+    }
+    if not all(f.exists() for f in files.values()):
+        return []
+    lines = {k: f.read_text().splitlines()[:count] for k, f in files.items()}
+    examples = []
+    for prompt, base, sft in zip(lines["prompt"], lines["base"], lines["sft"], strict=False):
+        example = json.loads(prompt)
+        examples.append({
+            "question": example["messages"][-1]["content"], "answer": example["answer"],
+            "base": json.loads(base).get("completion"), "sft": json.loads(sft).get("completion"),
+        })  # fmt: skip
+    return examples
 
 
 def _summarise_stats(stats: dict) -> list[str]:
@@ -216,4 +239,12 @@ def print_report(report: dict) -> None:
             print(f"  plot: {plot}")
     if "sample" in report:
         print("  sample:\n" + "\n".join("    " + line for line in report["sample"].splitlines()))
+    if "skill" in report:
+        print("  fine-tuning on a synthetic skill (held-out prompts, exact match):")
+        for name, score in report["skill"]["scores"].items():
+            print(f"    {name}: {score['exact_match']:.1%} correct, "
+                  f"{score['ended_with_end_of_turn']:.1%} ended their turn")  # fmt: skip
+        for e in report["skill"]["examples"]:
+            print(f"    {e['question']!r} -> base {e['base']!r}, sft {e['sft']!r} "
+                  f"(expected {e['answer']!r})")  # fmt: skip
     print(f"  everything is under {report['output_dir']}", flush=True)

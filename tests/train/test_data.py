@@ -108,3 +108,17 @@ def test_synthetic_is_a_function_of_seed_and_step():
     b.set_state(a.get_state())
     np.testing.assert_array_equal(next(a), next(b))
     assert next(a).max() < 50
+
+
+def test_token_shards_with_segment_ids_keep_documents_apart(shards):
+    path, _ = shards
+    plain = data.TokenShards(str(path)).train_iterator(batch_size=2, seq_len=31, seed=3)
+    packed = data.TokenShards(str(path), segment_ids=True).train_iterator(2, 31, seed=3)
+    for _ in range(5):
+        rows, batch = next(plain), next(packed)
+        assert np.array_equal(batch["tokens"], rows)  # the same rows, now with segments
+        for row, segments in zip(rows, batch["segment_ids"], strict=True):
+            # a new segment starts right after each end-of-text token (id 100), nowhere else
+            starts = np.flatnonzero(np.diff(segments)) + 1
+            assert np.array_equal(starts, np.flatnonzero(row[:-1] == 100) + 1)
+        assert batch["loss_mask"].all()
