@@ -17,7 +17,7 @@ from tests.helpers import REPO_ROOT
 gcs_server = gcs_emulator.gcs_server
 gcs_bucket = gcs_emulator.gcs_bucket
 
-STAGES = ["data", "dedup", "tokenizer", "tokenize", "train"]
+STAGES = ["data", "dedup", "tokenizer", "tokenize", "train", "chat_tokenizer", "skill", "sft"]
 
 
 def _run(output_dir: str, cwd) -> subprocess.CompletedProcess:
@@ -39,7 +39,8 @@ def test_quickstart_into_a_bucket_then_rerun_skips(tmp_path, gcs_bucket):
         assert epath.Path(out, stage, "COMPLETED").exists(), stage
     for name in ("data/stats.json", "dedup/stats.json", "tokenize/manifest.json",
                  "train/metrics.jsonl", "train/plots/metrics.png", "sample/sample.txt",
-                 "report.json", "raw/builtin.warc.gz"):  # fmt: skip
+                 "report.json", "raw/builtin.warc.gz", "sft/chat.json",
+                 "chat_sft/answers.jsonl", "score/score.json"):  # fmt: skip
         assert epath.Path(out, name).exists(), name
     assert list(tmp_path.iterdir()) == []  # nothing under the working directory
     again = _run(out, tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -106,12 +107,20 @@ def test_quickstart_end_to_end_and_resume(tmp_path):
         cmd, cwd=REPO, env=USER_ENV, capture_output=True, text=True, timeout=1200
     )
     assert first.returncode == 0, first.stderr[-3000:]
-    for stage in ("data", "dedup", "tokenizer", "tokenize", "train"):
+    stages = ("data", "dedup", "tokenizer", "tokenize", "train", "chat_tokenizer", "skill", "sft")
+    for stage in stages:
         assert (out / stage / "COMPLETED").exists(), stage
     assert "validation loss" in first.stdout and "sample:" in first.stdout
     assert "plot: " in first.stdout and (out / "train" / "plots" / "metrics.png").exists()
+    # the bar for the synthetic skill, on 200 held-out prompts through `chat --json`
+    scores = json.loads((out / "score" / "score.json").read_text())
+    assert scores["sft"]["prompts"] == 200
+    assert scores["sft"]["exact_match"] >= 0.90, scores
+    assert scores["base"]["exact_match"] <= 0.10, scores
+    assert scores["sft"]["ended_with_end_of_turn"] >= 0.99, scores
+    assert "fine-tuning on a synthetic skill" in first.stdout
     second = subprocess.run(
         cmd, cwd=REPO, env=USER_ENV, capture_output=True, text=True, timeout=600
     )
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("already COMPLETED, skipped") == 5
+    assert second.stdout.count("already COMPLETED, skipped") == len(stages)

@@ -92,6 +92,13 @@ def validate_config(args: argparse.Namespace) -> None:
     data = _bound("data")
     if hasattr(data, "check"):  # e.g. conversations: the template's special tokens exist
         data.check()
+    tokenizer, vocab = getattr(data, "tokenizer", None), getattr(model, "vocab_size", None)
+    if tokenizer is not None and vocab and int(tokenizer.vocab_size) > int(vocab):
+        raise ConfigError(
+            f"the tokenizer has {tokenizer.vocab_size} ids but the model's vocab_size is {vocab}: "
+            "ids past it would have no embedding (pretrain with a vocab_size rounded up to leave "
+            "room for special tokens added later)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
