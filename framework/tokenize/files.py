@@ -91,9 +91,10 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as error:
             raise InputError(f"{meta_path}: not JSON: {error}") from None
-        if not isinstance(meta, dict) or "kind" not in meta:
+        if isinstance(meta, dict) and "kind" in meta:
+            return _plugin_class(str(meta["kind"]), str(meta_path)).load(path)
+        if not _readers_of(path):  # e.g. Hugging Face's tokenizer.json: tokenizers.hf_bpe
             raise InputError(f"{meta_path}: needs a 'kind' naming the tokenizer plugin")
-        return _plugin_class(str(meta["kind"]), str(meta_path)).load(path)
     if not path.exists():
         raise InputError(f"{path}: tokenizer not found (expected a directory or a .tiktoken file)")
     readers = _readers_of(path)

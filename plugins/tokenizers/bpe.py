@@ -546,7 +546,7 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         """Size of the id space: largest id + 1, specials included (tiktoken's ``n_vocab``; equal
         to the number of tokens unless the specials leave gaps, as cl100k_base's do)."""
-        return max(len(self.ranks) - 1, *self.special_tokens.values()) + 1
+        return max([len(self.ranks) - 1, *self.special_tokens.values()]) + 1
 
     def add_special_tokens(self, names: Sequence[str]) -> dict[str, int]:
         """Add special tokens to the vocabulary without retraining: each new one gets the next

@@ -33,3 +33,56 @@ def hf_logits(model: Any, tokens: Any, attention_mask: Any = None, position_ids:
         kwargs["position_ids"] = torch.tensor(position_ids, dtype=torch.long)
     with torch.no_grad():
         return model(torch.tensor(tokens, dtype=torch.long), **kwargs).logits.float().numpy()
+
+
+# The Hugging Face side of the tokenizer tests: byte-level BPE trained and saved by `tokenizers` /
+# transformers the way Llama 3 and GPT-2 publish it (written out here, not taken from deepdive).
+LLAMA3_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"""
+    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                   "<|end_header_id|>", "<|eot_id|>")  # fmt: skip
+
+
+def train_byte_level_bpe(
+    texts: list[str], vocab_size: int, special_tokens: tuple[str, ...], style: str = "llama3"
+) -> Any:
+    """A ``tokenizers.Tokenizer`` trained on ``texts``: ``style="llama3"`` is Llama 3's layout
+    (Split regex + ByteLevel, ``ignore_merges``, a TemplateProcessing that puts the first special
+    token before a text); ``"gpt2"`` is GPT-2's (ByteLevel with its own regex, no BOS). The
+    special tokens are added after training, so their ids follow the byte-level tokens'."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    llama3 = style == "llama3"
+    tok = Tokenizer(models.BPE(ignore_merges=llama3))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not llama3)
+    if llama3:
+        split = pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated")
+        tok.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_special_tokens(list(special_tokens))
+    if llama3:
+        bos = special_tokens[0]
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+    return tok
+
+
+def save_hf_tokenizer(tok: Any, folder: Any, bos: str | None, eos: str) -> Any:
+    """``tok`` saved as a checkpoint folder holds it (tokenizer.json + tokenizer_config.json, by
+    transformers' ``save_pretrained``); returns the transformers tokenizer read back from it."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
+    fast.save_pretrained(folder)
+    return PreTrainedTokenizerFast.from_pretrained(folder)

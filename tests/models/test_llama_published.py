@@ -1,7 +1,8 @@
 """``deepdive convert hf_llama`` on folders laid out as Hugging Face publishes Llama 3.x:
 sharded safetensors with an index, grouped-query attention, ``rope_type: "llama3"`` scaling,
-tied or untied head. The converted run must reproduce transformers' fp32 logits (1e-4) past
-``original_max_position_embeddings``, where the scaled frequencies matter."""
+tied or untied head, the tokenizer as ``tokenizer.json``. The converted run must reproduce
+transformers' fp32 logits (1e-4) past ``original_max_position_embeddings``, where the scaled
+frequencies matter, and ``deepdive sample`` transformers' greedy tokens and log-probabilities."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import pytest
 
 from framework.cli import app as cli
 from framework.models import hf_import, layers
-from tests.models.hf_reference import hf_logits, random_llama
+from tests.helpers import corpus
+from tests.models.hf_reference import (
+    LLAMA3_SPECIALS,
+    hf_logits,
+    random_llama,
+    save_hf_tokenizer,
+    train_byte_level_bpe,
+)
 
 ATOL = 1e-4
 LLAMA3_SCALING = {
@@ -36,10 +44,11 @@ def _as_published(folder) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
-def _save_llama3(transformers, torch, folder, *, tie: bool, published: bool, seed: int):
+def _save_llama3(transformers, torch, folder, *, tie: bool, published: bool, seed: int, **config):
     """A random 2-layer Llama 3-style model (4 query / 2 kv heads), saved in ~50 KB shards."""
     model = random_llama(torch, transformers, seed, rope_theta=500000.0,
-                         rope_scaling=dict(LLAMA3_SCALING), tie_word_embeddings=tie)  # fmt: skip
+                         rope_scaling=dict(LLAMA3_SCALING), tie_word_embeddings=tie,
+                         **config)  # fmt: skip
     model.save_pretrained(folder, safe_serialization=True, max_shard_size="50KB")
     if published:
         _as_published(folder)
@@ -47,8 +56,9 @@ def _save_llama3(transformers, torch, folder, *, tie: bool, published: bool, see
 
 
 def _convert(hf_dir, ranks, output) -> int:
-    argv = ["convert", "hf_llama", "--from", str(hf_dir), "--tokenizer", str(ranks),
-            "--output", str(output)]  # fmt: skip
+    """``deepdive convert hf_llama``; ``ranks=None``: the folder's own tokenizer."""
+    tokenizer = [] if ranks is None else ["--tokenizer", str(ranks)]
+    argv = ["convert", "hf_llama", "--from", str(hf_dir), *tokenizer, "--output", str(output)]
     return cli.main(argv)
 
 
@@ -171,3 +181,81 @@ def test_convert_cli_refuses_unknown_rope_type(hf_llama_gqa, byte_ranks, tmp_pat
     assert _convert(folder, byte_ranks, tmp_path / "out") == 2
     assert "rope_type 'dynamic' is not supported" in capsys.readouterr().err
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+# -- the folder's own tokenizer --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published_llama3(torch_transformers, tmp_path_factory):
+    """(folder, torch model, transformers tokenizer): a Llama 3-style checkpoint folder as Hugging
+    Face publishes it, tokenizer.json included (byte-level BPE with Llama 3's split regex and
+    specials after 1000 byte-level tokens, trained on Shakespeare), vocab padded to 1024."""
+    torch, transformers = torch_transformers
+    text = corpus("text", "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
+    tok = train_byte_level_bpe([text], 1000, LLAMA3_SPECIALS, "llama3")
+    folder = tmp_path_factory.mktemp("hf_llama3_tok")
+    bos, eos = tok.token_to_id("<|begin_of_text|>"), tok.token_to_id("<|end_of_text|>")
+    model = _save_llama3(transformers, torch, folder, tie=False, published=True, seed=11,
+                         vocab_size=1024, bos_token_id=bos, eos_token_id=eos,
+                         pad_token_id=eos)  # fmt: skip
+    fast = save_hf_tokenizer(tok, folder, "<|begin_of_text|>", "<|end_of_text|>")
+    return folder, model, fast
+
+
+def test_published_folder_converts_with_its_own_tokenizer_and_samples_like_transformers(
+    published_llama3, tmp_path, capsys
+):
+    """No --tokenizer: convert reads tokenizer.json; greedy ``deepdive sample --json`` on a prompt
+    that spells the BOS gives transformers' ``generate`` tokens, and its log-probabilities are the
+    log-softmax of transformers' logits at each step (fp32, 1e-4)."""
+    import torch
+
+    if not cli.command_available("sample"):
+        pytest.skip("deepdive sample is not built")
+    hf_dir, reference, fast = published_llama3
+    output = tmp_path / "run"
+    assert _convert(hf_dir, None, output) == 0
+    assert "tokenizer.json" in capsys.readouterr().err
+    meta = json.loads((output / "tokenizer" / "tokenizer.json").read_text())
+    assert (meta["kind"], meta["eos_token"]) == ("hf_bpe", "<|end_of_text|>")
+
+    text = "ROMEO: But soft, what light through yonder window breaks?"
+    rc = cli.main(["sample", f"--gin.MODEL_DIR={json.dumps(str(output))}", "--prompt",
+                   "<|begin_of_text|>" + text, "--max_new_tokens", "8", "--json", "-",
+                   "--gin.sample.sampler=@samplers.greedy()"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    sample = json.loads(out)["samples"][0]
+    prompt = fast(text).input_ids  # transformers puts <|begin_of_text|> first
+    assert prompt[0] == fast.bos_token_id and sample["prompt_tokens"] == prompt
+
+    with torch.no_grad():
+        generated = reference.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=8,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    tokens = generated.sequences[0, len(prompt) :].tolist()
+    logprobs = [
+        float(torch.log_softmax(step[0].double(), -1)[token])
+        for step, token in zip(generated.logits, tokens, strict=True)
+    ]
+    print(f"greedy tokens {tokens}; deepdive log-probabilities {sample['logprobs']}")
+    assert sample["tokens"] == tokens
+    np.testing.assert_allclose(sample["logprobs"], logprobs, atol=ATOL, rtol=0)
+
+
+def test_convert_without_tokenizer_files_names_the_folder(hf_llama_gqa, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "hf"
+    shutil.copytree(hf_llama_gqa[0], folder)
+    assert _convert(folder, None, tmp_path / "out") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(lines) == 1 and f"{folder}: no tokenizer found: looked for tokenizer.json" in lines[0]
+    )
+    assert "--tokenizer" in lines[0] and not (tmp_path / "out").exists()

@@ -197,7 +197,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if tokenizer is None:
         raise InputError(f"{config.model_dir}: no tokenizer/ directory to encode the prompts with")
-    eos_id = getattr(tokenizer, "eot_id", None)
+    try:
+        eos_id = getattr(tokenizer, "eot_id", None)
+    except ConfigError:  # a vocabulary without <|endoftext|>: stop at max_new_tokens only
+        eos_id = None
     encoded = [_encode(tokenizer, p) if p else [] for p in prompts]
     context = int(getattr(model_config, "max_seq_len", 0) or 0)
     longest = max(len(e) or 1 for e in encoded)
