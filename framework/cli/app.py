@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
         ("eval", "eval"),
         ("convert", "convert"),
         ("sample", "sample"),
+        ("chat", "chat"),
+        ("skill", "skill"),
         ("sweep", "sweep"),
         ("run", "run"),
     )

@@ -9,7 +9,7 @@ held-out question, so the score measures the skill, not memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,12 +36,36 @@ def draw(skill: Any, count: int, seed: int, exclude: set[str] = frozenset()) -> 
     return out
 
 
-def as_training(examples: Iterable[dict]) -> list[dict]:
-    """Conversations to fine-tune on: the answer becomes the assistant's turn."""
-    return [
-        {"messages": [*e["messages"], {"role": "assistant", "content": e["answer"]}]}
-        for e in examples
-    ]
+SYSTEM_PROMPTS = (
+    "You are a helpful assistant.",
+    "Answer briefly.",
+    "You are a careful assistant. Reply with the answer only.",
+)
+
+
+def as_training(
+    examples: Sequence[dict],
+    seed: int = 0,
+    multi_turn: float = 0.3,
+    with_system: float = 0.2,
+) -> list[dict]:
+    """Conversations to fine-tune on, each answer becoming the assistant's turn. A share
+    ``multi_turn`` of them chain two or three examples as successive turns, and a share
+    ``with_system`` start with a system prompt, so a chat that goes on, or that sets
+    ``/system``, stays in the distribution the model learned."""
+    rng = np.random.default_rng([seed, 7])
+    out, at = [], 0
+    while at < len(examples):
+        turns = int(rng.integers(2, 4)) if rng.random() < multi_turn else 1
+        messages: list[dict] = []
+        if rng.random() < with_system:
+            prompt = SYSTEM_PROMPTS[int(rng.integers(len(SYSTEM_PROMPTS)))]
+            messages.append({"role": "system", "content": prompt})
+        for e in examples[at : at + turns]:
+            messages += [*e["messages"], {"role": "assistant", "content": e["answer"]}]
+        out.append({"messages": messages})
+        at += turns
+    return out
 
 
 def score(examples: Sequence[dict], completions: Sequence[dict]) -> dict[str, Any]:

@@ -555,3 +555,188 @@ class SampleConfig:
     step: int | None = None
     mesh: Any = None
     logical_axis_rules: Any = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Continuing one sequence already held in a KV cache (``deepdive chat``: a conversation's cache
+# is kept across turns, so a turn runs only its new tokens through the model)
+
+
+@dataclasses.dataclass
+class Continuation:
+    """What one :meth:`CachedDecoder.generate` call produced.
+
+    ``tokens``/``logprobs``/``finish_reason`` (``"eos"`` or ``"length"``) as in
+    :class:`Completion`. ``cache`` holds every token fed so far and every generated token but
+    the last: that one was drawn, not yet run through the model, so the next call feeds it
+    first. ``fed`` is how many tokens this call ran through the model before generating.
+    """
+
+    tokens: list[int]
+    logprobs: list[float]
+    finish_reason: str
+    cache: Any
+    fed: int
+
+
+class CachedDecoder:
+    """One sequence kept in a KV cache between calls: new tokens are fed on top of what the cache
+    holds (earlier tokens are not recomputed), then decoding runs with the ``generator``'s model,
+    sampler chain, end token and compiled decode loop.
+
+    * The cache has room for ``capacity`` real tokens (default: the model's context) plus
+      ``min_bucket`` spare slots. New tokens are fed in power-of-two chunks (at least
+      ``min_bucket`` slots, right-padded, padding marked invalid); the write index then moves back
+      to just after the real tokens, so padding never keeps a slot, and each chunk size compiles
+      once. The spare slots let the last chunk's padding run past ``capacity``.
+    * Positions count real tokens (``KVCache.positions_for``), so feeding a conversation in
+      pieces gives the logits of feeding it at once, up to float rounding.
+    * Batch size 1: this serves one conversation; batches of independent prompts go through
+      :meth:`Generator.generate`.
+    """
+
+    def __init__(self, generator: Generator, capacity: int | None = None):
+        self.generator = generator
+        self.capacity = int(capacity or generator.max_seq_len)
+        if self.capacity < 2:
+            raise ConfigError(
+                f"{type(generator.model_config).__name__} has no max_seq_len: give the cache's "
+                "capacity in tokens"
+            )
+        self.slots = self.capacity + generator.min_bucket
+        mesh = generator.mesh
+        devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
+        self._extend = jax.jit(backend.compiled_for(self._extend_fn, devices), donate_argnums=(2,))
+        self._start = jax.jit(self._start_fn, static_argnames=("max_new_tokens",))
+
+    def new_cache(self) -> Any:
+        """An empty cache of one row with ``capacity`` (+ spare) slots."""
+        from framework.models.kv_cache import init_cache
+
+        return init_cache(self.generator.model_config, 1, self.slots)
+
+    # -- compiled pieces ------------------------------------------------------------------------
+    def _extend_fn(self, params, rest, cache, tokens, count):
+        """Feed ``tokens [1, T]`` whose first ``count`` are real at ``cache.index``; returns the
+        cache (index advanced by ``count``) and the logits ``[1, V]`` after the last real one."""
+        model = self.generator._model(params, rest)
+        index = cache.index
+        mask = jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :] < count
+        if hasattr(model, "features") and hasattr(model, "logits"):
+            hidden, cache = model.features(tokens, cache=cache, token_mask=mask)
+            last = jax.lax.dynamic_slice_in_dim(hidden, count - 1, 1, axis=1)
+            logits = model.logits(last)[:, 0]
+        else:
+            logits, cache = model(tokens, cache=cache, token_mask=mask)
+            logits = jax.lax.dynamic_slice_in_dim(logits, count - 1, 1, axis=1)[:, 0]
+        return cache.replace(index=index + count), logits.astype(jnp.float32)
+
+    def _start_fn(self, cache, logits, seen, keys, *, max_new_tokens: int):
+        """The decode state of :meth:`Generator._prefill_fn`, from a filled cache and logits."""
+        g = self.generator
+        step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
+        first = select_tokens(g.chain, logits, seen, step_keys)
+        out_tokens = jnp.full((1, max_new_tokens), g.pad_id, jnp.int32)
+        out_logprobs = jnp.zeros((1, max_new_tokens), jnp.float32)
+        return {
+            "cache": cache,
+            "last": first,
+            "t": jnp.ones((), jnp.int32),
+            "tokens": out_tokens.at[:, 0].set(first),
+            "logprobs": out_logprobs.at[:, 0].set(_token_logprob(logits, first)),
+            "done": g._is_eos(first),
+            "seen": None if seen is None else seen.at[0, first].set(True),
+            "keys": keys,
+        }
+
+    # -- host side ------------------------------------------------------------------------------
+    def feed(self, cache: Any, tokens: Sequence[int]) -> tuple[Any, jax.Array]:
+        """Run ``tokens`` through the model on top of ``cache`` (donated: use the returned one);
+        returns the cache and the logits ``float32[1, V]`` after the last token."""
+        import numpy as np
+
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            raise ConfigError("nothing to feed: a continuation needs at least one new token")
+        at = int(cache.index)
+        if at + len(tokens) > self.capacity:
+            raise ConfigError(
+                f"{at} cached + {len(tokens)} new tokens exceed the cache's {self.capacity}"
+            )
+        g, minimum, pos, logits = self.generator, self.generator.min_bucket, 0, None
+        while pos < len(tokens):
+            size = bucket_length(len(tokens) - pos, minimum)
+            while size > minimum and at + size > self.slots:
+                size //= 2
+            chunk = tokens[pos : pos + size]
+            padded = np.full((1, size), g.pad_id, np.int32)
+            padded[0, : len(chunk)] = chunk
+            cache, logits = self._extend(
+                g.params, g.rest, cache, jnp.asarray(padded), jnp.int32(len(chunk))
+            )
+            at, pos = at + len(chunk), pos + len(chunk)
+        return cache, logits
+
+    def generate(
+        self,
+        cache: Any,
+        new_tokens: Sequence[int],
+        *,
+        max_new_tokens: int,
+        limit: int | None = None,
+        seed: int = 0,
+        row: int = 0,
+        seen_tokens: Sequence[int] = (),
+        stream_every: int = 1,
+        on_update: Any = None,
+        stats: GenerationStats | None = None,
+    ) -> Continuation:
+        """Feed ``new_tokens`` on top of ``cache`` (donated), then generate up to
+        ``max_new_tokens`` (fewer when ``limit`` or the cache's capacity says so).
+
+        ``max_new_tokens`` fixes the compiled shapes (keep it constant across calls);
+        ``limit`` only ends the loop earlier. Randomness: row ``(row, 0)`` of ``seed``, as
+        :func:`row_keys` draws it. ``seen_tokens``: the tokens already in the cache, for
+        penalty samplers. ``on_update(tokens_so_far)`` runs after the first token and after
+        every ``stream_every`` decode steps (the end token, when reached, included).
+        """
+        import time
+
+        import numpy as np
+
+        g = self.generator
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens = {max_new_tokens}: must be >= 1")
+        stats = stats if stats is not None else GenerationStats()
+        began = time.perf_counter()
+        cache, logits = self.feed(cache, new_tokens)
+        room = self.capacity - int(cache.index)
+        budget = min(max_new_tokens, room, limit if limit is not None else max_new_tokens)
+        if budget < 1:
+            raise ConfigError(f"no room left in the cache's {self.capacity} tokens to generate")
+        seen = None
+        if g.needs_seen:
+            seen_host = np.zeros((1, g.vocab_size), bool)
+            seen_host[0, [int(t) for t in (*seen_tokens, *new_tokens)]] = True
+            seen = jnp.asarray(seen_host)
+        keys = row_keys(seed, [(row, 0)])
+        state = self._start(cache, logits, seen, keys, max_new_tokens=max_new_tokens)
+        jax.block_until_ready(state["tokens"])
+        stats.prefill_s += time.perf_counter() - began
+        began = time.perf_counter()
+        chunk = stream_every if stream_every > 0 else budget
+        while True:
+            step = int(state["t"])
+            tokens = [int(t) for t in np.asarray(state["tokens"])[0, :step]]
+            done = bool(np.asarray(state["done"])[0])
+            if on_update is not None:
+                on_update(tokens)
+            if done or step >= budget:
+                break
+            state = g._decode(g.params, g.rest, state, jnp.int32(min(step + chunk, budget)))
+        stats.decode_s += time.perf_counter() - began
+        stats.tokens += len(tokens)
+        stats.batches += 1
+        logprobs = [float(x) for x in np.asarray(state["logprobs"])[0, : len(tokens)]]
+        reason = "eos" if done else "length"
+        return Continuation(tokens, logprobs, reason, state["cache"], len(new_tokens))

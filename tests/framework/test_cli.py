@@ -34,6 +34,8 @@ def test_help_lists_every_command_of_the_design():
         "eval",
         "convert",
         "sample",
+        "chat",
+        "skill",
         "sweep",
         "run",
     ]:

@@ -103,8 +103,9 @@ def test_compile_command_reports_per_chip_memory(v5e_2x2, tmp_path):
     report = json.loads(out.read_text())
     assert set(report) == {
         "topology", "chips", "device_kind", "mesh", "per_chip_bytes", "hbm_bytes_per_chip",
-        "fits", "tokens_per_step", "compile_s",
+        "fits", "tokens_per_step", "packed", "compile_s",
     }  # fmt: skip
+    assert report["packed"] is False  # token shards without segment ids
     memory = report["per_chip_bytes"]
     assert_total_is_the_sum(memory)
     assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"

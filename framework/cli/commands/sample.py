@@ -41,19 +41,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num_samples", type=int, help="completions per prompt (sample.num_samples)"
     )
-    parser.add_argument("--seed", type=int, help="sampling seed (sample.seed)")
-    parser.add_argument("--max_new_tokens", type=int, help="tokens per completion")
+    add_generation_arguments(parser)
     parser.add_argument("--stop", action="append", help="stop string (repeatable)")
-    parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     parser.add_argument(
         "--json",
         metavar="PATH",
         help="write prompts, completions and per-token log-probabilities as JSON ('-': stdout)",
     )
     parser.add_argument("--no_stream", action="store_true", help="print each text when done")
-    parser.add_argument("--dry_run", action="store_true", help="check the configuration only")
     cli.add_common_arguments(parser)
     parser.set_defaults(_default_gin_file="base/sample.gin")
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generation options ``deepdive sample`` shares with ``deepdive chat`` (one spelling)."""
+    parser.add_argument("--seed", type=int, help="sampling seed (sample.seed)")
+    parser.add_argument("--max_new_tokens", type=int, help="tokens per completion")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    parser.add_argument("--dry_run", action="store_true", help="check the configuration only")
 
 
 def settings(args: argparse.Namespace):

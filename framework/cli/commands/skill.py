@@ -11,7 +11,8 @@ from framework.core.errors import ConfigError, InputError
 HELP = "make synthetic-skill conversations for SFT, or score chat completions on held-out prompts"
 DESCRIPTION = """Synthetic skills (plugins of kind `skills`, e.g. sort_numbers) for post-training.
 
-  make    write OUTPUT/train.jsonl (conversations with the assistant's answer, for
+  make    write OUTPUT/train.jsonl (conversations with the assistant's answers, some of
+          several turns or with a system prompt, for
           `deepdive train --gin_file experiments/sft/...`) and OUTPUT/heldout.jsonl (questions
           never seen in training, each with its "answer"), then OUTPUT/COMPLETED
   score   exact-match accuracy of `deepdive chat --json` completions against heldout.jsonl, and
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skill", default="sort_numbers", help="a skills plugin (default %(default)s)"
     )
     make.add_argument("--output", required=True, help="output folder (local or a bucket URL)")
-    make.add_argument("--train", type=int, default=20000, help="training conversations")
+    make.add_argument("--train", type=int, default=20000, help="training questions")
     make.add_argument("--heldout", type=int, default=200, help="held-out prompts")
     make.add_argument("--seed", type=int, default=0, help="seed of the draw")
 
@@ -71,11 +72,12 @@ def _run_make(args: argparse.Namespace) -> int:
     questions = {e["messages"][-1]["content"] for e in heldout}
     train = skills.draw(skill, args.train, seed=args.seed, exclude=questions)
     out = paths.as_path(args.output)
-    _write_jsonl(out / "train.jsonl", skills.as_training(train))
+    conversations = skills.as_training(train, seed=args.seed)
+    _write_jsonl(out / "train.jsonl", conversations)
     _write_jsonl(out / "heldout.jsonl", heldout)
     paths.write_text(out / "COMPLETED", "")
-    print(f"{args.skill}: {len(train)} training conversations and {len(heldout)} held-out "
-          f"prompts in {out}")  # fmt: skip
+    print(f"{args.skill}: {len(conversations)} training conversations ({len(train)} questions) "
+          f"and {len(heldout)} held-out prompts in {out}")  # fmt: skip
     return 0
 
 
