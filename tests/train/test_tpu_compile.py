@@ -114,6 +114,16 @@ def test_compile_command_reports_per_chip_memory(v5e_2x2, tmp_path):
     assert "total per chip" in result.stdout
 
 
+def test_compile_command_compiles_an_sft_run_on_packed_batches(v5e_2x2, tmp_path):
+    """An SFT run file's data source (conversations) is never read by compile, but its batches
+    are packed, so the compiled step is the packed one."""
+    result, out = _compile_cli(
+        tmp_path, "--gin.DATA=@data.conversations()", "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=64"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["packed"] is True
+
+
 def test_compile_command_refuses_a_run_that_does_not_fit(v5e_2x2, tmp_path):
     # 1M-token batch of the tiny GPT-2 on 4 v5e chips: the logits alone are GBs per chip
     result, out = _compile_cli(tmp_path, "--gin.BATCH_SIZE=4096", "--gin.SEQ_LEN=256",

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     target = topologies.compile_target(args.topology, args.num_slices)  # a bad name fails fast
     # No data is read and nothing is written: the input and the run directory need not exist.
     cli.configure(args, check_required=False)
-    gin.bind_parameter("train.data", None)
+    packed = _packed_batches()
+    gin.bind_parameter("train.data", _NoData(packed))
     if config.query("train.model_dir", None) in (None, gin.REQUIRED):
         gin.bind_parameter("train.model_dir", "unused-by-deepdive-compile")
     print(
@@ -91,6 +92,37 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             paths.write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
+
+
+class _NoData:
+    """Stands in for the run's data source, which is never read: only whether its batches are
+    packed (segment ids and a loss mask) shapes the compiled step."""
+
+    def __init__(self, packed: bool):
+        self.packed = packed
+
+
+def _packed_batches() -> bool:
+    """Whether the configured data source yields packed batches, from the configuration alone
+    (building the source would check inputs that need not exist here)."""
+    import gin
+
+    from framework.core import config
+
+    try:
+        reference = gin.query_parameter("train.data")
+    except ValueError:
+        return False
+    while isinstance(reference, gin.config.ConfigurableReference):
+        selector = reference.configurable.selector
+        if selector.endswith("macro"):  # %DATA: follow the macro
+            reference = gin.query_parameter(f"{'/'.join(reference.scopes)}/macro.value")
+            continue
+        packed = getattr(reference.configurable.wrapped, "packed", False)
+        if isinstance(packed, bool) and packed:
+            return True
+        return bool(config.query(f"{selector}.segment_ids", False))  # e.g. token shards
+    return False
 
 
 def _compile_decode(target) -> dict:
