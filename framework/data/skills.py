@@ -50,13 +50,13 @@ def as_training(
     with_system: float = 0.2,
 ) -> list[dict]:
     """Conversations to fine-tune on, each answer becoming the assistant's turn. A share
-    ``multi_turn`` of them chain two or three examples as successive turns, and a share
+    ``multi_turn`` of them chain two examples as successive turns, and a share
     ``with_system`` start with a system prompt, so a chat that goes on, or that sets
     ``/system``, stays in the distribution the model learned."""
     rng = np.random.default_rng([seed, 7])
     out, at = [], 0
     while at < len(examples):
-        turns = int(rng.integers(2, 4)) if rng.random() < multi_turn else 1
+        turns = 2 if rng.random() < multi_turn else 1
         messages: list[dict] = []
         if rng.random() < with_system:
             prompt = SYSTEM_PROMPTS[int(rng.integers(len(SYSTEM_PROMPTS)))]
