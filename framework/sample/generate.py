@@ -207,10 +207,13 @@ class Generator:
         mesh: Any = None,
         rules: Any = None,
         min_bucket: int = 16,
+        token_limit: int | None = None,
     ):
         from flax import nnx
 
         self.model_config = model_config
+        # ids >= token_limit (a model vocabulary padded past the tokenizer's ids) are never drawn
+        self.token_limit = token_limit
         self.chain = canonical_chain(sampler)
         self.eos_id = eos_id
         self.pad_id = 0 if eos_id is None else int(eos_id)
@@ -305,7 +308,7 @@ class Generator:
             logits = logits[:, -1]
         seen = _seen_init(tokens, mask, logits.shape[-1]) if self.needs_seen else None
         step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
-        first = select_tokens(self.chain, logits, seen, step_keys)
+        first = select_tokens(self.chain, self.drawable(logits), seen, step_keys)
         out_tokens = jnp.full((batch, max_new_tokens), self.pad_id, jnp.int32)
         out_logprobs = jnp.zeros((batch, max_new_tokens), jnp.float32)
         state = {
@@ -319,6 +322,15 @@ class Generator:
             "keys": keys,
         }
         return state
+
+    def drawable(self, logits: jax.Array) -> jax.Array:
+        """``logits`` [B, V] with the ids the tokenizer lacks (>= ``token_limit``) made
+        impossible: a padded vocabulary's untrained rows are never sampled. Reported
+        log-probabilities stay the model's own, over its whole vocabulary."""
+        if self.token_limit is None or self.token_limit >= logits.shape[-1]:
+            return logits
+        allowed = jnp.arange(logits.shape[-1]) < self.token_limit
+        return jnp.where(allowed, logits, -jnp.inf)
 
     def _is_eos(self, tokens):
         if self.eos_id is None:
@@ -338,7 +350,7 @@ class Generator:
             logits, cache = model(s["last"][:, None], cache=s["cache"])
             logits = logits[:, 0]  # [B, V]
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(s["keys"], s["t"])
-            token = select_tokens(self.chain, logits, s["seen"], step_keys)
+            token = select_tokens(self.chain, self.drawable(logits), s["seen"], step_keys)
             logprob = _token_logprob(logits, token)
             token = jnp.where(s["done"], self.pad_id, token)
             logprob = jnp.where(s["done"], 0.0, logprob)
@@ -635,7 +647,7 @@ class CachedDecoder:
         """The decode state of :meth:`Generator._prefill_fn`, from a filled cache and logits."""
         g = self.generator
         step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
-        first = select_tokens(g.chain, logits, seen, step_keys)
+        first = select_tokens(g.chain, g.drawable(logits), seen, step_keys)
         out_tokens = jnp.full((1, max_new_tokens), g.pad_id, jnp.int32)
         out_logprobs = jnp.zeros((1, max_new_tokens), jnp.float32)
         return {

@@ -167,3 +167,21 @@ def test_sharded_model_matches_single_device():
     assert len(leaf.sharding.device_set) > 1
     for prompt, completion in zip(PROMPTS, got, strict=True):
         assert completion.tokens == full_forward_greedy(model, prompt, NEW)
+
+
+def test_ids_past_the_tokenizer_are_never_drawn(tiny_model):
+    """A model vocabulary padded past the tokenizer's ids (room for special tokens added later):
+    sampling draws only ids the tokenizer can decode; log-probabilities stay the model's."""
+    model, config = tiny_model
+    limit = 20
+    gen = sample.Generator(
+        model, config, SAMPLERS.get("temperature")(temperature=3.0), batch_size=4,
+        token_limit=limit,
+    )  # fmt: skip
+    completions = gen.generate(PROMPTS, max_new_tokens=24, num_samples=2, seed=1)
+    drawn = [t for c in completions for t in c.tokens]
+    assert drawn and max(drawn) < limit
+    free = sample.Generator(model, config, SAMPLERS.get("temperature")(temperature=3.0))
+    assert (
+        max(t for c in free.generate(PROMPTS, max_new_tokens=24, seed=1) for t in c.tokens) >= limit
+    )

@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=min(batch, len(conversations or [1])) if mesh is None else batch,
         mesh=mesh,
         rules=config.logical_axis_rules,
+        token_limit=int(tokenizer.vocab_size),
     )
     _note(
         f"{config.model_dir} step {step} ({type(model_config).__name__}, loaded in "

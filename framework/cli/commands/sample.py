@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         else config.batch_size,
         mesh=mesh,
         rules=config.logical_axis_rules,
+        token_limit=int(tokenizer.vocab_size),
     )
     print(
         f"deepdive sample: {config.model_dir} step {step} "
