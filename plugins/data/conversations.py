@@ -25,6 +25,7 @@ from framework.core import paths
 from framework.core.errors import ConfigError, InputError
 from framework.core.registry import DATA, TEMPLATES
 from framework.data.document import expand_inputs, jsonl_lines
+from framework.sample import chat  # the same chat encoding as `deepdive chat`
 from framework.train import packing
 from framework.train.input import DataSource, local_batch_size
 
@@ -41,27 +42,21 @@ def template_named(name: str) -> Any:
     return TEMPLATES.get(name)()
 
 
-def missing_special_tokens(tokenizer: Any, template: Any) -> list[str]:
-    """The template's special tokens the tokenizer does not have as special tokens."""
-    have = getattr(tokenizer, "special_tokens", {}) or {}
-    return [name for name in template.special_tokens if name not in have]
-
-
 def tokenize_conversation(
     tokenizer: Any, template: Any, messages: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(token ids, loss mask) of one conversation, int32 each.
 
-    The whole chat text is encoded at once (as ``deepdive chat`` encodes a prompt), then a
+    The whole chat text is encoded at once, exactly as ``deepdive chat`` encodes a prompt (the
+    template's tokens atomic, other special-token names typed in a message as plain text), then a
     token is learned when its first byte lies in an assistant span. Tokenizers that cannot
     say each token's bytes exactly fall back to encoding segment by segment.
     """
     from plugins.templates.chat import text_and_spans
 
     segments = template.render(messages)
-    allowed = set(template.special_tokens)
     text, spans = text_and_spans(segments)
-    ids = tokenizer.encode(text, allowed_special=allowed)
+    ids = chat.encode(tokenizer, template, text)
     decode_bytes = getattr(tokenizer, "decode_bytes", None)
     lengths = [len(decode_bytes([i])) for i in ids] if decode_bytes else []
     data = text.encode("utf-8")
@@ -76,7 +71,7 @@ def tokenize_conversation(
         return np.asarray(ids, np.int32), learn
     ids, learn = [], []
     for piece, is_learned in segments:
-        piece_ids = tokenizer.encode(piece, allowed_special=allowed)
+        piece_ids = chat.encode(tokenizer, template, piece)
         ids += piece_ids
         learn += [int(is_learned)] * len(piece_ids)
     return np.asarray(ids, np.int32), np.asarray(learn, np.int32)
@@ -157,7 +152,7 @@ class Conversations(DataSource):
         if self.validation_path:
             expand_inputs(self.validation_path)
         tokenizer = self._tokenizer()
-        missing = missing_special_tokens(tokenizer, self.template)
+        missing = chat.missing_special_tokens(tokenizer, self.template)
         if missing:
             where = self.tokenizer_path or getattr(tokenizer, "name", "the tokenizer")
             raise ConfigError(

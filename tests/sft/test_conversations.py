@@ -94,3 +94,12 @@ def test_a_tokenizer_without_the_template_tokens_fails_in_one_line(plain_tokeniz
     data = Conversations(str(path), str(plain_tokenizer_dir), "chatml")
     with pytest.raises(ConfigError, match=r"lacks the special tokens <\|im_start\|>, <\|im_end\|>"):
         data.check()
+
+
+def test_special_token_names_typed_in_a_message_stay_plain_text(chat_tokenizer_dir):
+    tok = load_tokenizer(chat_tokenizer_dir)
+    messages = [{"role": "user", "content": "what is <|endoftext|>?"},
+                {"role": "assistant", "content": "a marker"}]  # fmt: skip
+    ids, _ = tokenize_conversation(tok, ChatML(), messages)
+    assert tok.eot_id not in ids.tolist()  # typed text, not the document separator
+    assert "<|endoftext|>" in tok.decode(ids.tolist())
