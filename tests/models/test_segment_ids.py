@@ -75,8 +75,8 @@ def test_packed_loss_and_gradients_equal_the_sequences_alone(name):
             count += int(learn[1:].sum())
         return total / count
 
-    loss, grads = jax.value_and_grad(packed_loss)(params)
-    ref_loss, ref_grads = jax.value_and_grad(reference_loss)(params)
+    loss, grads = jax.jit(jax.value_and_grad(packed_loss))(params)
+    ref_loss, ref_grads = jax.jit(jax.value_and_grad(reference_loss))(params)
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-6)
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
         np.testing.assert_allclose(g, r, atol=1e-6)
@@ -91,8 +91,8 @@ def test_accumulated_packed_batches_equal_one_batch():
     batch = {k: v[: rows - rows % 2] for k, v in batch.items()}
     tx = optax.sgd(0.0)
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.int32(0)}
-    _, one = step.make_train_step(graphdef, rest, tx, 1)(state, batch)
-    _, two = step.make_train_step(graphdef, rest, tx, 2)(state, batch)
+    _, one = jax.jit(step.make_train_step(graphdef, rest, tx, 1))(state, batch)
+    _, two = jax.jit(step.make_train_step(graphdef, rest, tx, 2))(state, batch)
     np.testing.assert_allclose(float(one["loss"]), float(two["loss"]), rtol=1e-6)
     np.testing.assert_allclose(float(one["grad_norm"]), float(two["grad_norm"]), rtol=1e-5)
 
