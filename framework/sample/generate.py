@@ -165,6 +165,16 @@ class GenerationStats:
         return self.tokens / total if total > 0 else 0.0
 
 
+def forward_last(model, tokens, cache, mask, last) -> tuple[jax.Array, Any]:
+    """Feed ``tokens`` [B, T] into ``cache``; returns the logits [B, V] at position ``last`` and
+    the cache. Models with ``features``/``logits`` project only that position to the vocabulary."""
+    if hasattr(model, "features") and hasattr(model, "logits"):
+        hidden, cache = model.features(tokens, cache=cache, token_mask=mask)
+        return model.logits(jax.lax.dynamic_slice_in_dim(hidden, last, 1, axis=1))[:, 0], cache
+    logits, cache = model(tokens, cache=cache, token_mask=mask)
+    return jax.lax.dynamic_slice_in_dim(logits, last, 1, axis=1)[:, 0], cache
+
+
 def _seen_init(tokens: jax.Array, mask: jax.Array, vocab: int) -> jax.Array:
     """bool[B, V]: which token ids occur among the real (masked-in) tokens of each row."""
     rows = jnp.arange(tokens.shape[0])[:, None]
@@ -300,18 +310,20 @@ class Generator:
         model = self._model(params, rest)
         batch, bucket = tokens.shape
         cache = init_cache(self.model_config, batch, bucket + max_new_tokens)
-        if hasattr(model, "features") and hasattr(model, "logits"):
-            hidden, cache = model.features(tokens, cache=cache, token_mask=mask)
-            logits = model.logits(hidden[:, -1:])[:, 0]  # [B, V]: the last slot is always real
-        else:
-            logits, cache = model(tokens, cache=cache, token_mask=mask)
-            logits = logits[:, -1]
+        # the last slot is always real (prompts are left-padded)
+        logits, cache = forward_last(model, tokens, cache, mask, bucket - 1)  # [B, V]
         seen = _seen_init(tokens, mask, logits.shape[-1]) if self.needs_seen else None
+        return self.decode_state(cache, logits, seen, keys, max_new_tokens)
+
+    def decode_state(self, cache, logits, seen, keys, max_new_tokens: int) -> dict[str, Any]:
+        """The decode loop's state once the prompt is in ``cache``: the first token drawn from
+        ``logits`` [B, V] (step 0 of each row's key), the output buffers, the done flags."""
+        batch = logits.shape[0]
         step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
         first = select_tokens(self.chain, self.drawable(logits), seen, step_keys)
         out_tokens = jnp.full((batch, max_new_tokens), self.pad_id, jnp.int32)
         out_logprobs = jnp.zeros((batch, max_new_tokens), jnp.float32)
-        state = {
+        return {
             "cache": cache,
             "last": first,
             "t": jnp.ones((), jnp.int32),
@@ -321,7 +333,6 @@ class Generator:
             "seen": None if seen is None else seen.at[jnp.arange(batch), first].set(True),
             "keys": keys,
         }
-        return state
 
     def drawable(self, logits: jax.Array) -> jax.Array:
         """``logits`` [B, V] with the ids the tokenizer lacks (>= ``token_limit``) made
@@ -634,32 +645,12 @@ class CachedDecoder:
         model = self.generator._model(params, rest)
         index = cache.index
         mask = jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :] < count
-        if hasattr(model, "features") and hasattr(model, "logits"):
-            hidden, cache = model.features(tokens, cache=cache, token_mask=mask)
-            last = jax.lax.dynamic_slice_in_dim(hidden, count - 1, 1, axis=1)
-            logits = model.logits(last)[:, 0]
-        else:
-            logits, cache = model(tokens, cache=cache, token_mask=mask)
-            logits = jax.lax.dynamic_slice_in_dim(logits, count - 1, 1, axis=1)[:, 0]
+        logits, cache = forward_last(model, tokens, cache, mask, count - 1)
         return cache.replace(index=index + count), logits.astype(jnp.float32)
 
     def _start_fn(self, cache, logits, seen, keys, *, max_new_tokens: int):
         """The decode state of :meth:`Generator._prefill_fn`, from a filled cache and logits."""
-        g = self.generator
-        step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
-        first = select_tokens(g.chain, g.drawable(logits), seen, step_keys)
-        out_tokens = jnp.full((1, max_new_tokens), g.pad_id, jnp.int32)
-        out_logprobs = jnp.zeros((1, max_new_tokens), jnp.float32)
-        return {
-            "cache": cache,
-            "last": first,
-            "t": jnp.ones((), jnp.int32),
-            "tokens": out_tokens.at[:, 0].set(first),
-            "logprobs": out_logprobs.at[:, 0].set(_token_logprob(logits, first)),
-            "done": g._is_eos(first),
-            "seen": None if seen is None else seen.at[0, first].set(True),
-            "keys": keys,
-        }
+        return self.generator.decode_state(cache, logits, seen, keys, max_new_tokens)
 
     # -- host side ------------------------------------------------------------------------------
     def feed(self, cache: Any, tokens: Sequence[int]) -> tuple[Any, jax.Array]:

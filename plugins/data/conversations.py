@@ -33,15 +33,6 @@ REJECTED_FILE = "rejected_conversations.jsonl"
 CHAT_FILE = "chat.json"  # which template the run speaks, for `deepdive chat`
 
 
-def template_named(name: str) -> Any:
-    """The template plugin ``name``, built (ConfigError listing the known ones otherwise)."""
-    if name not in TEMPLATES:
-        raise ConfigError(
-            f"chat template {name!r} is unknown (known: {', '.join(TEMPLATES.names())})"
-        )
-    return TEMPLATES.get(name)()
-
-
 def tokenize_conversation(
     tokenizer: Any, template: Any, messages: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +116,7 @@ class Conversations(DataSource):
             )
         self.path, self.validation_path = str(path), validation_path
         self.template_name = template
-        self.template = template_named(template)
+        self.template = TEMPLATES.build(template)  # unknown: one line with suggestions
         if isinstance(tokenizer, str):
             self.tokenizer_path, self.tokenizer = tokenizer, None
         else:

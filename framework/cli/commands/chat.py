@@ -159,18 +159,10 @@ def run(args: argparse.Namespace) -> int:
     chain = sample.canonical_chain(config.sampler)
     began = time.perf_counter()
     model, _, model_config, step = checkpoint.load_for_inference(config.model_dir, config.step)
-    mesh = config.mesh.make() if config.mesh is not None else None
-    batch = 1 if conversations is None else config.batch_size
-    generator = sample.Generator(
-        model,
-        model_config,
-        chain,
-        eos_id=end_id,
-        batch_size=min(batch, len(conversations or [1])) if mesh is None else batch,
-        mesh=mesh,
-        rules=config.logical_axis_rules,
-        token_limit=int(tokenizer.vocab_size),
-    )
+    generator = sample_command.make_generator(
+        config, model, model_config, chain, tokenizer, eos_id=end_id,
+        rows=len(conversations or [1]), batch_size=1 if conversations is None else None,
+    )  # fmt: skip
     _note(
         f"{config.model_dir} step {step} ({type(model_config).__name__}, loaded in "
         f"{time.perf_counter() - began:.1f}s); template {name}; sampler: "

@@ -82,6 +82,22 @@ def settings(args: argparse.Namespace):
     return config
 
 
+def make_generator(config, model, model_config, chain, tokenizer, *, eos_id, rows: int,
+                   batch_size: int | None = None):  # fmt: skip
+    """The generator ``sample`` and ``chat`` decode with: on the configured mesh (batches of
+    ``batch_size``, default ``sample.batch_size``), else on one device with no more rows than
+    there are (``rows``); never drawing ids the tokenizer lacks."""
+    from framework.sample import generate as sample
+
+    batch_size = config.batch_size if batch_size is None else batch_size
+    mesh = config.mesh.make() if config.mesh is not None else None
+    return sample.Generator(
+        model, model_config, chain, eos_id=eos_id,
+        batch_size=min(batch_size, rows) if mesh is None else batch_size,
+        mesh=mesh, rules=config.logical_axis_rules, token_limit=int(tokenizer.vocab_size),
+    )  # fmt: skip
+
+
 def read_prompts(args: argparse.Namespace) -> list[str]:
     if args.prompts_file:
         path = Path(args.prompts_file)
@@ -221,19 +237,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         config = dataclasses.replace(config, max_new_tokens=fit)
-    mesh = config.mesh.make() if config.mesh is not None else None
-    generator = sample.Generator(
-        model,
-        model_config,
-        chain,
-        eos_id=eos_id if config.stop_at_eos else None,
-        batch_size=min(config.batch_size, len(prompts) * config.num_samples)
-        if mesh is None
-        else config.batch_size,
-        mesh=mesh,
-        rules=config.logical_axis_rules,
-        token_limit=int(tokenizer.vocab_size),
-    )
+    generator = make_generator(
+        config, model, model_config, chain, tokenizer,
+        eos_id=eos_id if config.stop_at_eos else None, rows=len(prompts) * config.num_samples,
+    )  # fmt: skip
     print(
         f"deepdive sample: {config.model_dir} step {step} "
         f"({type(model_config).__name__}, loaded in {time.perf_counter() - began:.1f}s); "
